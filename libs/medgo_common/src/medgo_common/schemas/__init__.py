@@ -1,0 +1,1 @@
+"""Wire schemas shared across services (one source of truth per concept)."""

@@ -1,0 +1,65 @@
+"""What the gateway sends the feedback store: interaction records and ratings.
+
+Every text field here must already be redacted (`medgo_common.phi`) by the sender;
+the feedback store re-checks and refuses records that still contain PHI.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from medgo_common.schemas.openai import ChatMessage
+
+
+class Verdict(StrEnum):
+    acceptable = "acceptable"
+    unacceptable = "unacceptable"
+
+
+class Reason(StrEnum):
+    """The fixed list of reasons a clinician may give (several allowed)."""
+
+    factual_error = "factual_error"
+    unsafe_advice = "unsafe_advice"
+    wrong_drug_or_dose = "wrong_drug_or_dose"
+    incomplete = "incomplete"
+    outdated_guideline = "outdated_guideline"
+    irrelevant = "irrelevant"
+    other = "other"
+
+
+class InteractionRecord(BaseModel):
+    """One completed chat, as recorded by the gateway (streamed answers assembled)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID
+    created_at: datetime
+    user_id: str = Field(min_length=1, max_length=128, description="pseudonymous user id")
+    department: str | None = Field(default=None, max_length=128)
+    checkpoint_id: str = Field(min_length=1, max_length=256)
+    adapter: str | None = Field(default=None, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=512)
+    response: str = Field(max_length=200_000)
+    finish_reason: str | None = Field(default=None, max_length=32)
+    latency_ms: float = Field(ge=0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    completion_tokens: int = Field(default=0, ge=0)
+
+
+class RatingIn(BaseModel):
+    """A clinician's rating of one interaction; one per rater, updatable."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interaction_id: uuid.UUID
+    rater: str = Field(min_length=1, max_length=128, description="pseudonymous rater id")
+    verdict: Verdict
+    reasons: list[Reason] = Field(default_factory=list, max_length=len(Reason))
+    comment: str | None = Field(default=None, max_length=4000)
+    corrected_answer: str | None = Field(default=None, max_length=20_000)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)

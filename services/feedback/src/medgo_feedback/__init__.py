@@ -1,0 +1,1 @@
+"""MedGo feedback service."""

@@ -1,0 +1,1 @@
+"""MedGo gateway service."""
