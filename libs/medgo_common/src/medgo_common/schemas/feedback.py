@@ -7,10 +7,9 @@ the feedback store re-checks and refuses records that still contain PHI.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medgo_common.schemas.openai import ChatMessage
 
@@ -38,7 +37,8 @@ class InteractionRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: uuid.UUID
-    created_at: datetime
+    # Time-zone aware: a naive time is ambiguous across the gateway and the store.
+    created_at: AwareDatetime
     user_id: str = Field(min_length=1, max_length=128, description="pseudonymous user id")
     department: str | None = Field(default=None, max_length=128)
     checkpoint_id: str = Field(min_length=1, max_length=256)
@@ -63,3 +63,11 @@ class RatingIn(BaseModel):
     comment: str | None = Field(default=None, max_length=4000)
     corrected_answer: str | None = Field(default=None, max_length=20_000)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class InteractionBatch(BaseModel):
+    """Several records in one `POST /v1/interactions` (the gateway's spool replay)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: list[InteractionRecord] = Field(min_length=1)

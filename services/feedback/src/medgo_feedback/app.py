@@ -1,0 +1,82 @@
+"""The feedback service's app factory: one engine, the routers, the error mapping.
+
+Database failures become the shared error envelope here, once, instead of in every
+route: an unreachable or locked database is 503 with Retry-After (the request's
+transaction was rolled back, so nothing is half-written and the caller may retry);
+a uniqueness race is 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from medgo_common.errors import error_response, install_error_handlers
+from medgo_common.observability import RequestIdMiddleware, health_router
+from prometheus_client import CollectorRegistry
+from sqlalchemy import exc as sa_exc
+from starlette.concurrency import run_in_threadpool
+
+from medgo_feedback.db import build_engine, build_sessionmaker, ping
+from medgo_feedback.deps import require_caller
+from medgo_feedback.limits import BodyLimitMiddleware
+from medgo_feedback.metrics import FeedbackMetrics
+from medgo_feedback.routes import api_router
+from medgo_feedback.settings import FeedbackSettings
+from medgo_feedback.store import IdempotencyConflictError, UnknownInteractionError
+
+
+def create_app(settings: FeedbackSettings) -> FastAPI:
+    """Build the app; the schema must already be at head (`db.upgrade_to_head`)."""
+    engine = build_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="MedGo feedback", version="1", lifespan=lifespan)
+    registry = CollectorRegistry()
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = build_sessionmaker(engine)
+    app.state.metrics = FeedbackMetrics(registry)
+
+    install_error_handlers(app, validation_status=422)
+    _install_store_errors(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+
+    async def readiness() -> str | None:
+        return await run_in_threadpool(ping, engine)
+
+    app.include_router(health_router(registry, readiness))
+    app.include_router(api_router, dependencies=[Depends(require_caller)])
+    return app
+
+
+def _install_store_errors(app: FastAPI) -> None:
+    @app.exception_handler(UnknownInteractionError)
+    async def _unknown(_: Request, exc: UnknownInteractionError) -> JSONResponse:
+        return error_response(404, str(exc), code="interaction_not_found", param="interaction_id")
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def _key_reused(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
+        return error_response(409, str(exc), code="idempotency_key_reused", param="idempotency_key")
+
+    @app.exception_handler(sa_exc.IntegrityError)
+    async def _race(_: Request, __: sa_exc.IntegrityError) -> JSONResponse:
+        return error_response(409, "a concurrent write conflicted; retry", code="write_conflict")
+
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(
+            503,
+            "the feedback database is unavailable; nothing was written, retry later",
+            code="database_unavailable",
+            headers={"Retry-After": "5"},
+        )
+
+    for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
+        app.add_exception_handler(error, _unavailable)

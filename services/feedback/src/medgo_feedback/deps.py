@@ -1,0 +1,66 @@
+"""Request dependencies as named types: a route's signature lists what it needs.
+
+`CallerDep` is the service-to-service authentication: a bearer token from
+`MEDGO_FEEDBACK_SERVICE_TOKENS`, compared in constant time. Every `/v1` router is
+mounted behind it in `app.py`, so an endpoint is closed unless deliberately opened;
+with no tokens configured, nobody gets in.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from medgo_common.errors import MedgoError
+from sqlalchemy.orm import Session, sessionmaker
+
+from medgo_feedback.metrics import FeedbackMetrics
+from medgo_feedback.settings import FeedbackSettings
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def get_settings(request: Request) -> FeedbackSettings:
+    return request.app.state.settings
+
+
+def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessionmaker
+
+
+def get_metrics(request: Request) -> FeedbackMetrics:
+    return request.app.state.metrics
+
+
+def get_session(
+    factory: Annotated[sessionmaker[Session], Depends(get_sessionmaker)],
+) -> Iterator[Session]:
+    """One session per request; the route commits, anything else rolls back."""
+    with factory() as session:
+        yield session
+
+
+def require_caller(
+    request: Request, settings: Annotated[FeedbackSettings, Depends(get_settings)]
+) -> str:
+    """The calling service's name, or 401 when the bearer token is missing or unknown."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise MedgoError(
+            401, "missing bearer token: send `Authorization: Bearer <service token>`",
+            code="missing_token", headers=_CHALLENGE,
+        )
+    presented = token.strip().encode()
+    for name, secret in settings.service_tokens.items():
+        if hmac.compare_digest(presented, secret.get_secret_value().encode()):
+            return name
+    raise MedgoError(401, "unknown service token", code="invalid_token", headers=_CHALLENGE)
+
+
+SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
+MetricsDep = Annotated[FeedbackMetrics, Depends(get_metrics)]
+CallerDep = Annotated[str, Depends(require_caller)]

@@ -1,0 +1,19 @@
+"""`GET /v1/stats`: ratings per day, acceptance per checkpoint and department, reasons."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import AwareDatetime
+
+from medgo_feedback.deps import SessionDep
+from medgo_feedback.schemas import Stats
+from medgo_feedback.stats import compute_stats
+
+router = APIRouter(prefix="/v1/stats", tags=["stats"])
+
+
+@router.get("", response_model=Stats)
+def get_stats(
+    session: SessionDep, since: AwareDatetime | None = None, until: AwareDatetime | None = None
+) -> Stats:
+    return compute_stats(session=session, since=since, until=until)

@@ -1,0 +1,84 @@
+"""Every knob of the feedback store, read from `MEDGO_FEEDBACK_*` environment variables.
+
+This is the only module that reads the environment: `main` (or the admin CLI) builds
+one `FeedbackSettings` and passes it down, so tests build differently-configured apps
+side by side. The database URL is normalised to the psycopg 3 driver, so operators can
+paste the `postgresql://` URL their database hands them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from medgo_common.paths import default_var_dir
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{default_var_dir() / 'feedback.db'}"
+
+
+class FeedbackSettings(BaseSettings):
+    """Feedback service configuration; field descriptions double as the docs' table."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDGO_FEEDBACK_", extra="ignore")
+
+    # -- serving
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8002, ge=0, le=65535, description="port to listen on")
+    log_level: str = Field("INFO", description="log level of the JSON logs")
+
+    # -- storage
+    database_url: str = Field(
+        default_factory=_default_database_url,
+        description="SQLAlchemy URL: sqlite:///path (embedded) or postgresql://... (prod)",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        5000, ge=0, description="how long a SQLite writer waits for the lock before 503"
+    )
+    pool_size: int = Field(20, ge=1, description="pooled connections (PostgreSQL)")
+    pool_timeout_s: float = Field(10.0, gt=0, description="wait for a pooled connection")
+    connect_timeout_s: int = Field(5, ge=1, description="PostgreSQL connect timeout")
+    export_batch_rows: int = Field(
+        2000, ge=1, description="rows fetched per round trip while streaming an export"
+    )
+
+    # -- security and limits
+    service_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="callers allowed in, as `name=token,...` (e.g. gateway=abc,trainer=def)",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="larger request bodies are refused with 413"
+    )
+    max_batch_records: int = Field(
+        500, ge=1, description="most interaction records in one POST /v1/interactions"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str) -> str:
+        """Route PostgreSQL through psycopg 3, whatever scheme the operator pasted."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @field_validator("service_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        """Parse `name=token,name=token`; a malformed entry is a start-up error."""
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, token = entry.partition("=")
+            if not sep or not name.strip() or not token.strip():
+                raise ValueError("expected `name=token` entries separated by commas")
+            tokens[name.strip()] = token.strip()
+        return tokens
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

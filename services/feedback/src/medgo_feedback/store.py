@@ -1,0 +1,211 @@
+"""Database operations: plain functions, keyword-only, the session passed in.
+
+Idempotency is enforced by the database, not by luck:
+- an interaction's `id` is its primary key; inserting a known id is a no-op
+  (`ON CONFLICT DO NOTHING`), so the gateway can replay its spool at will;
+- a rating is unique per (interaction, rater) and written with
+  `ON CONFLICT DO UPDATE`: a rater who changes their mind updates their one rating;
+- every `Idempotency-Key` a rating was written with is remembered (`rating_keys`):
+  a request repeating one gets the stored rating back unchanged, so a late retry
+  never overwrites a newer write. Reusing a key for another interaction or rater is
+  a conflict.
+
+Callers commit: one request is one transaction, so nothing is ever half-written.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from medgo_common.schemas.feedback import InteractionRecord, RatingIn
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, selectinload
+
+from medgo_feedback.models import ExportAudit, Interaction, Rating, RatingKey, utcnow
+
+
+class UnknownInteractionError(LookupError):
+    """The rating names an interaction the store has never received."""
+
+
+class IdempotencyConflictError(ValueError):
+    """The idempotency key was already used for another interaction or rater."""
+
+
+class RatingOutcome(StrEnum):
+    created = "created"
+    updated = "updated"
+    replayed = "replayed"
+
+
+@dataclass(frozen=True)
+class IngestCounts:
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    interactions: int
+    ratings: int
+
+
+def _insert(session: Session, table: Any):
+    """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+# What a rater's new rating replaces in their existing one (created_at stays).
+_RATING_UPDATES = (
+    "verdict", "reasons", "comment", "corrected_answer", "idempotency_key", "updated_at"
+)
+
+
+@functools.cache
+def _rating_upsert(dialect: str):
+    """Built once per dialect: composing this statement costs more than running it."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(Rating)
+    return statement.on_conflict_do_update(
+        index_elements=["interaction_id", "rater"],
+        set_={key: statement.excluded[key] for key in _RATING_UPDATES},
+    ).returning(Rating)
+
+
+def prompt_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """Messages as TRL's conversational format wants them: role and text content."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(
+                str(part.get("text", "")) for part in content if part.get("type") == "text"
+            )
+        out.append({"role": message["role"], "content": content or ""})
+    return out
+
+
+def prompt_key(messages: Iterable[dict[str, Any]]) -> str:
+    """Stable hash of a prompt, so the same question asked twice groups together."""
+    canonical = json.dumps(prompt_messages(messages), ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def add_interactions(*, session: Session, records: Sequence[InteractionRecord]) -> IngestCounts:
+    """Insert the records whose id is new; known ids are left exactly as stored."""
+    ids = [record.id for record in records]
+    known = set(session.scalars(select(Interaction.id).where(Interaction.id.in_(ids))))
+    fresh: dict[uuid.UUID, dict[str, Any]] = {}
+    for record in records:
+        if record.id in known or record.id in fresh:
+            continue
+        # Only role and content are kept: they are what the PHI check has read, and
+        # extra OpenAI fields (`name`, tool calls) are no training data.
+        messages = [{"role": m.role, "content": m.content} for m in record.messages]
+        fresh[record.id] = {
+            **record.model_dump(exclude={"messages"}),
+            "messages": messages,
+            "prompt_key": prompt_key(messages),
+            "received_at": utcnow(),
+        }
+    if fresh:
+        statement = _insert(session, Interaction).on_conflict_do_nothing(index_elements=["id"])
+        session.execute(statement, list(fresh.values()))
+    return IngestCounts(inserted=len(fresh), duplicates=len(records) - len(fresh))
+
+
+def get_interaction(*, session: Session, interaction_id: uuid.UUID) -> Interaction | None:
+    """The interaction with its ratings (oldest first), or None."""
+    statement = (
+        select(Interaction)
+        .where(Interaction.id == interaction_id)
+        .options(selectinload(Interaction.ratings))
+    )
+    return session.scalar(statement)
+
+
+def upsert_rating(
+    *, session: Session, rating: RatingIn, idempotency_key: str | None
+) -> tuple[Rating, RatingOutcome]:
+    """Create or update the rater's rating of the interaction (see module docstring)."""
+    if idempotency_key is not None:
+        stored = session.scalar(
+            select(Rating).join(RatingKey).where(RatingKey.key == idempotency_key)
+        )
+        if stored is not None:
+            if (stored.interaction_id, stored.rater) != (rating.interaction_id, rating.rater):
+                raise IdempotencyConflictError(
+                    "this Idempotency-Key was already used for another interaction or rater"
+                )
+            return stored, RatingOutcome.replayed
+    # One round trip answers both "does the interaction exist" and "is this an update".
+    mine = (Rating.interaction_id == Interaction.id) & (Rating.rater == rating.rater)
+    found = session.execute(
+        select(Interaction.id, Rating.id)
+        .outerjoin(Rating, mine)
+        .where(Interaction.id == rating.interaction_id)
+    ).first()
+    if found is None:
+        raise UnknownInteractionError(f"no interaction with id {rating.interaction_id}")
+    existed = found[1] is not None
+    now = utcnow()
+    params = {
+        "interaction_id": rating.interaction_id,
+        "rater": rating.rater,
+        "created_at": now,
+        "updated_at": now,
+        "verdict": rating.verdict.value,
+        "reasons": [reason.value for reason in rating.reasons],
+        "comment": rating.comment,
+        "corrected_answer": rating.corrected_answer,
+        "idempotency_key": idempotency_key,
+    }
+    upsert = _rating_upsert(session.get_bind().dialect.name)
+    stored = session.scalars(upsert, params, execution_options={"populate_existing": True}).one()
+    if idempotency_key is not None:
+        session.add(RatingKey(key=idempotency_key, rating_id=stored.id))
+        session.flush()
+    return stored, RatingOutcome.updated if existed else RatingOutcome.created
+
+
+def purge_older_than(*, session: Session, cutoff: datetime) -> PurgeCounts:
+    """Delete interactions created before `cutoff` together with their ratings.
+
+    Ratings are deleted explicitly rather than by the foreign key's cascade, so the
+    counts are exact and the purge does not depend on SQLite's foreign-key pragma.
+    """
+    old = select(Interaction.id).where(Interaction.created_at < cutoff)
+    old_ratings = select(Rating.id).where(Rating.interaction_id.in_(old))
+    session.execute(delete(RatingKey).where(RatingKey.rating_id.in_(old_ratings)))
+    ratings = session.execute(delete(Rating).where(Rating.interaction_id.in_(old)))
+    interactions = session.execute(delete(Interaction).where(Interaction.created_at < cutoff))
+    return PurgeCounts(interactions=interactions.rowcount, ratings=ratings.rowcount)
+
+
+def start_export_audit(
+    *, session: Session, caller: str, kind: str, filters: dict[str, Any]
+) -> int:
+    """Record an export before its first row leaves, so even an aborted one is audited."""
+    audit = ExportAudit(caller=caller, kind=kind, filters=filters, row_count=0, completed=False)
+    session.add(audit)
+    session.flush()
+    return audit.id
+
+
+def finish_export_audit(
+    *, session: Session, audit_id: int, row_count: int, completed: bool
+) -> None:
+    session.execute(
+        update(ExportAudit)
+        .where(ExportAudit.id == audit_id)
+        .values(row_count=row_count, completed=completed, finished_at=utcnow())
+    )
