@@ -1,0 +1,66 @@
+"""The trainer's one settings class: the only place that reads `MEDGO_TRAINER_*`.
+
+Constructed in `main` (CLI or job API) and passed down, so tests build their own
+instance instead of sharing an import-time singleton.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from medgo_common.paths import default_data_dir, default_model_dir, default_var_dir
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class TrainerSettings(BaseSettings):
+    """Where the trainer reads data and writes models, and how it reaches its peers."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDGO_TRAINER_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Bundled public data (corpus, CBLUE, ...); read-only.",
+    )
+    model_dir: Path = Field(
+        default_factory=default_model_dir,
+        description="Built models and checkpoints; holds serving.json for inference.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8003, ge=0, le=65535)
+    feedback_url: str = "http://127.0.0.1:8002"
+    feedback_token: str = ""
+    tiny_seed: int = Field(default=1234, description="Seed of the medgo-tiny build.")
+    # Job API (medgo-trainer-api).
+    service_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
+        default_factory=dict,
+        description="callers of the job API, as `name=token,...`; none set = nobody gets in",
+    )
+    jobs_dir: Path = Field(
+        default_factory=lambda: default_var_dir() / "trainer" / "jobs",
+        description="Job database (jobs.sqlite3), and each job's log and output directory.",
+    )
+    max_running_jobs: int = Field(default=1, ge=1, description="Local jobs run at once.")
+    # Kubernetes executor (medgo-train submit --executor k8s).
+    k8s_image: str = "registry.local/medgo/trainer:0.1.0"
+    k8s_namespace: str = "medgo"
+
+    @field_validator("service_tokens", mode="before")
+    @classmethod
+    def _parse_tokens(cls, value: object) -> object:
+        """`name=token,name=token` (the feedback service's format); malformed = start-up error."""
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            name, sep, token = entry.partition("=")
+            if not sep or not name.strip() or not token.strip():
+                raise ValueError("expected `name=token` entries separated by commas")
+            tokens[name.strip()] = token.strip()
+        return tokens
+
+    @property
+    def serving_manifest(self) -> Path:
+        """The contract with inference: `<model_dir>/serving.json`."""
+        return self.model_dir / "serving.json"
