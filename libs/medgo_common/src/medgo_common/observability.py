@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -123,7 +123,7 @@ def health_router(registry: CollectorRegistry, readiness: ReadinessCheck) -> API
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse)  # documents text/plain
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

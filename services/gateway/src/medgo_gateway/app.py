@@ -1,0 +1,113 @@
+"""`create_app(settings)`: the gateway's one app factory.
+
+It wires middleware (request id → metrics → body limit), the routers, and the error
+envelope; the lifespan opens the one pooled HTTP client and the durable spool, starts
+the spool's delivery task, and on shutdown lets in-progress records reach the spool
+before closing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from medgo_common.errors import install_error_handlers
+from medgo_common.observability import RequestIdMiddleware, health_router
+from prometheus_client import CollectorRegistry
+
+from medgo_gateway.deid import Deidentifier
+from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
+from medgo_gateway.policy.admission import Admission
+from medgo_gateway.policy.auth import KeyStore
+from medgo_gateway.policy.limits import BodySizeLimit
+from medgo_gateway.policy.ratelimit import RateLimiter
+from medgo_gateway.policy.safety import SafetyPolicy
+from medgo_gateway.recorder import Recorder
+from medgo_gateway.routes import admin, chat, feedback, models
+from medgo_gateway.settings import GatewaySettings
+from medgo_gateway.spool import Spool
+from medgo_gateway.state import GatewayState
+from medgo_gateway.upstream import Upstream
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Build the app; raises `KeysFileError` at once if the keys file is unusable."""
+    metrics = GatewayMetrics(CollectorRegistry())
+    keys = KeyStore(settings.api_keys_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(
+            max_connections=settings.max_connections,
+            max_keepalive_connections=settings.max_connections,
+        )
+        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
+        spool = Spool(settings.spool_path)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            upstream = Upstream(
+                client=client,
+                stable_url=settings.inference_url,
+                canary_url=settings.canary_url,
+                canary_weight=settings.canary_weight,
+                adapter=settings.model_adapter,
+                models_cache_s=settings.models_cache_s,
+                probe_timeout_s=settings.connect_timeout_s,
+            )
+            recorder = Recorder(
+                client=client,
+                feedback_url=settings.feedback_url,
+                token=settings.feedback_token.get_secret_value()
+                if settings.feedback_token
+                else None,
+                spool=spool,
+                metrics=metrics,
+                retry_interval_s=settings.replay_interval_s,
+                timeout_s=settings.feedback_timeout_s,
+            )
+            admission = Admission(
+                max_in_flight=settings.max_in_flight,
+                max_queue=settings.max_queue,
+                queue_timeout_s=settings.queue_timeout_s,
+                on_reject=metrics.reject,
+            )
+            app.state.gateway = GatewayState(
+                settings=settings,
+                metrics=metrics,
+                keys=keys,
+                limiter=RateLimiter(),
+                admission=admission,
+                safety=SafetyPolicy(),
+                deid=Deidentifier(metrics),
+                upstream=upstream,
+                recorder=recorder,
+            )
+            metrics.in_flight.set_function(lambda: admission.in_flight)
+            metrics.queued.set_function(lambda: admission.waiting)
+            await recorder.start()
+            try:
+                yield
+            finally:
+                await recorder.stop()
+                spool.close()
+
+    app = FastAPI(
+        title="MedGo gateway",
+        version="0.1.0",
+        description="The hospital's OpenAI-compatible entry point to MedGo.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app, validation_status=400)
+
+    async def readiness() -> str | None:
+        state: GatewayState | None = getattr(app.state, "gateway", None)
+        return "starting" if state is None else await state.upstream.readiness()
+
+    app.include_router(health_router(metrics.registry, readiness))
+    for router in (chat.router, models.router, feedback.router, admin.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
+    return app

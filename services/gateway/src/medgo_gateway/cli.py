@@ -1,0 +1,122 @@
+"""`medgo-gateway`: run the server (default, or `serve`), or manage API keys.
+
+Examples:
+    medgo-gateway                       # serve on MEDGO_GATEWAY_HOST:MEDGO_GATEWAY_PORT
+    medgo-gateway keys add --file var/gateway/api_keys.json --name dr-demo --role clinician \\
+        --department cardiology         # prints the new key once; only its hash is stored
+    medgo-gateway keys list --file var/gateway/api_keys.json
+
+A bad start-up condition (port in use, unusable keys file or spool) is reported as
+one line on stderr with the fix, and a non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from medgo_gateway.policy.auth import KeysFileError, Role, add_key, load_keys_file
+
+
+def _fail(message: str) -> int:
+    print(f"medgo-gateway: {message}", file=sys.stderr)
+    return 2
+
+
+def _serve() -> int:
+    import uvicorn
+    from medgo_common.observability import configure_logging
+
+    from medgo_gateway.app import create_app
+    from medgo_gateway.settings import GatewaySettings
+    from medgo_gateway.spool import Spool
+
+    try:
+        settings = GatewaySettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return _fail(f"invalid setting {where or ''}: {first.get('msg')} (check MEDGO_GATEWAY_*)")
+    try:
+        Spool(settings.spool_path).close()
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(
+            f"cannot open the spool {settings.spool_path}: {exc}; "
+            "set MEDGO_GATEWAY_SPOOL_PATH to a writable file"
+        )
+    try:
+        app = create_app(settings)
+    except KeysFileError as exc:
+        return _fail(f"{exc} (or set MEDGO_GATEWAY_API_KEYS_FILE)")
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        return _fail(
+            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+            "stop the other process or set MEDGO_GATEWAY_PORT"
+        )
+    configure_logging("gateway", settings.log_level)
+    config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _keys_add(args: argparse.Namespace) -> int:
+    try:
+        key, entry = add_key(
+            args.file, name=args.name, role=Role(args.role), department=args.department,
+            requests_per_minute=args.rpm, tokens_per_minute=args.tpm,
+        )
+    except (KeysFileError, ValidationError) as exc:
+        return _fail(str(exc).splitlines()[0])
+    print(key)
+    print(f"(stored only its hash in {args.file}; user id {entry.id}; "
+          "this key is not shown again)", file=sys.stderr)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    try:
+        keys = load_keys_file(args.file)
+    except KeysFileError as exc:
+        return _fail(str(exc))
+    for k in keys.keys:
+        print(f"{k.id}\t{k.name}\t{k.role.value}\t{k.department or '-'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="medgo-gateway", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the gateway server (the default)")
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    add = keys.add_parser("add", help="create a key; prints it once, stores its hash")
+    add.add_argument("--file", type=Path, required=True, help="the API keys JSON file")
+    add.add_argument("--name", required=True, help="a label for the key (not recorded)")
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--department", help="department recorded with interactions")
+    add.add_argument("--rpm", type=int, help="requests per minute (default: settings)")
+    add.add_argument("--tpm", type=int, help="tokens per minute (default: settings)")
+    lst = keys.add_parser("list", help="list keys (ids, names, roles; never the keys)")
+    lst.add_argument("--file", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        return _keys_add(args) if args.keys_command == "add" else _keys_list(args)
+    return _serve()

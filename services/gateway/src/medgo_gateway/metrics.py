@@ -1,0 +1,112 @@
+"""The gateway's Prometheus metrics, on a registry owned by one app instance.
+
+`RequestMetrics` is pure ASGI: it reads the status line and the `x-medgo-checkpoint`
+header of each response and never touches a body, so streams stay streams and no
+text passes through it. Label values are bounded: routes are the matched route
+templates (unmatched paths count as "other"), checkpoints are adapter names.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_UNTRACKED = {"/metrics", "/healthz", "/readyz"}
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "medgo_gateway_requests_total", "HTTP requests answered",
+            ["route", "status", "checkpoint"], registry=registry,
+        )
+        self.latency = Histogram(
+            "medgo_gateway_request_seconds", "time to the end of the response",
+            ["route", "checkpoint"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.ttft = Histogram(
+            "medgo_gateway_time_to_first_token_seconds", "time to the first streamed token",
+            ["checkpoint"], buckets=_LATENCY_BUCKETS, registry=registry,
+        )
+        self.tokens = Counter(
+            "medgo_gateway_tokens_total", "tokens processed, by kind (prompt/completion)",
+            ["checkpoint", "kind"], registry=registry,
+        )
+        self.in_flight = Gauge(
+            "medgo_gateway_in_flight", "requests in flight to inference", registry=registry
+        )
+        self.queued = Gauge(
+            "medgo_gateway_queued", "requests waiting for an inference slot", registry=registry
+        )
+        self.rejections = Counter(
+            "medgo_gateway_rejections_total", "requests refused, by reason",
+            ["reason"], registry=registry,
+        )
+        self.refusals = Counter(
+            "medgo_gateway_safety_refusals_total", "prompts refused by the safety policy",
+            ["category"], registry=registry,
+        )
+        self.redactions = Counter(
+            "medgo_gateway_redactions_total", "PHI spans redacted, by type",
+            ["type"], registry=registry,
+        )
+        self.redaction_failures = Counter(
+            "medgo_gateway_redaction_failures_total",
+            "texts dropped because the redactor failed (fail closed)", registry=registry,
+        )
+        self.record_failures = Counter(
+            "medgo_gateway_record_failures_total",
+            "interaction records lost because the spool could not be written", registry=registry,
+        )
+        self.spool_depth = Gauge(
+            "medgo_gateway_spool_depth", "records and ratings waiting for the feedback service",
+            registry=registry,
+        )
+        self.spool_dead = Counter(
+            "medgo_gateway_spool_rejected_total",
+            "spooled items the feedback service refused as invalid (kept, not retried)",
+            ["kind"], registry=registry,
+        )
+        self.delivered = Counter(
+            "medgo_gateway_delivered_total", "items delivered to the feedback service",
+            ["kind"], registry=registry,
+        )
+
+    def reject(self, reason: str) -> None:
+        self.rejections.labels(reason=reason).inc()
+
+
+class RequestMetrics:
+    """Counts every response by route, status and checkpoint, and times it."""
+
+    def __init__(self, app, *, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in _UNTRACKED:
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        seen = {"status": "500", "checkpoint": "none"}
+
+        async def observe(message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = str(message["status"])
+                for key, value in message.get("headers", ()):
+                    if key == b"x-medgo-checkpoint":
+                        seen["checkpoint"] = value.decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observe)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "other"
+            self.metrics.requests.labels(path, seen["status"], seen["checkpoint"]).inc()
+            self.metrics.latency.labels(path, seen["checkpoint"]).observe(
+                time.perf_counter() - start
+            )

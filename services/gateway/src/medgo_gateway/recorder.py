@@ -1,0 +1,234 @@
+"""Delivery of interaction records and ratings to the feedback service.
+
+Interaction records are always written to the durable spool first (off the request
+path, in a thread) and a background task forwards them, in order, as soon as the
+feedback service answers; so a chat never waits for the feedback service and a
+record survives a feedback outage or a gateway restart. Ratings are forwarded at once
+so the clinician sees the feedback service's answer, and spooled (202) when it is
+down, or when records are still queued (a rating must not overtake the record it
+rates). Everything that reaches the spool is already de-identified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import httpx
+from medgo_common.errors import MedgoError
+from medgo_common.schemas.feedback import InteractionRecord, RatingIn
+
+from medgo_gateway.metrics import GatewayMetrics
+from medgo_gateway.spool import Spool, SpoolItem
+
+logger = logging.getLogger("medgo.gateway.recorder")
+
+INTERACTION = "interaction"
+RATING = "rating"
+_BATCH = 50
+
+
+# Builds one redacted record, or None when redaction failed (fail closed: nothing kept).
+RecordBuilder = Callable[[], InteractionRecord | None]
+
+
+class FeedbackUnavailableError(Exception):
+    """The feedback service could not be reached or failed (5xx); retry later."""
+
+
+class Recorder:
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        feedback_url: str,
+        token: str | None,
+        spool: Spool,
+        metrics: GatewayMetrics,
+        retry_interval_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._client = client
+        self._url = feedback_url
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._spool = spool
+        self._metrics = metrics
+        self._retry_interval_s = retry_interval_s
+        self._timeout_s = timeout_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        # Records waiting to be built (redacted) and spooled, in one batch per write.
+        self._inbox: list[RecordBuilder] = []
+        self._inbox_ready = asyncio.Event()
+        self._writing = False
+        self._writer: asyncio.Task | None = None
+        self._outage = False
+        self._depth = 0
+
+    # -- lifecycle
+    async def start(self) -> None:
+        self._set_depth(await asyncio.to_thread(self._spool.depth))
+        self._task = asyncio.create_task(self._run(), name="medgo-gateway-delivery")
+        self._writer = asyncio.create_task(self._write_loop(), name="medgo-gateway-spooler")
+
+    async def stop(self) -> None:
+        """Spool what is still in memory (so a restart loses nothing), then stop.
+
+        The writer is only cancelled while idle: a write in its thread cannot be
+        interrupted, and the spool is closed right after this returns.
+        """
+        while self._inbox or self._writing:
+            self._inbox_ready.set()
+            await asyncio.sleep(0.01)
+        for task in (self._writer, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    # -- producers
+    def submit(self, build: RecordBuilder) -> None:
+        """Queue a record for the spool; `build` (which redacts) runs in the writer thread.
+
+        Writes are batched: one transaction and one fsync for all records that arrived
+        meanwhile, off the event loop, so recording costs a request next to nothing.
+        """
+        self._inbox.append(build)
+        self._inbox_ready.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._inbox_ready.wait()
+            self._inbox_ready.clear()
+            batch, self._inbox = self._inbox, []
+            self._writing = True
+            try:
+                added = await asyncio.to_thread(self._write, batch)
+                self._set_depth(self._depth + added)  # read after the await: acks move it
+            except Exception as exc:
+                # The spool itself failed (disk): these records are lost; say so loudly.
+                self._metrics.record_failures.inc(len(batch))
+                logger.error("spool write failed", extra={"error_type": type(exc).__name__})
+            finally:
+                self._writing = False
+            self._wake.set()
+
+    def _write(self, batch: list[RecordBuilder]) -> int:
+        records = [r for r in (build() for build in batch) if r is not None]
+        return self._spool.put_many(
+            INTERACTION, [(str(r.id), r.model_dump(mode="json")) for r in records]
+        )
+
+    async def rate(self, rating: RatingIn) -> tuple[int, dict]:
+        """Forward a rating now, or spool it; returns (status, body) for the client."""
+        key = rating.idempotency_key or ""
+        # A rating must not overtake its record: records in memory count as queued.
+        behind = bool(self._inbox) or self._writing
+        if not behind and self._depth == 0:
+            try:
+                return await self._post_rating(rating)
+            except FeedbackUnavailableError:
+                logger.warning("feedback service unavailable; rating spooled")
+        added = await asyncio.to_thread(
+            self._spool.put, RATING, key, rating.model_dump(mode="json")
+        )
+        self._set_depth(self._depth + added)
+        self._wake.set()
+        return 202, {"status": "queued", "interaction_id": str(rating.interaction_id)}
+
+    # -- delivery
+    async def _post(self, path: str, body: dict, headers: dict[str, str]) -> httpx.Response:
+        try:
+            response = await self._client.post(
+                self._url + path, json=body, headers={**self._headers, **headers},
+                timeout=self._timeout_s,
+            )
+        except httpx.HTTPError as exc:
+            raise FeedbackUnavailableError(type(exc).__name__) from exc
+        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+            # Auth errors are configuration problems: keep the items until they are fixed.
+            raise FeedbackUnavailableError(f"status {response.status_code}")
+        return response
+
+    async def _post_rating(self, rating: RatingIn) -> tuple[int, dict]:
+        headers = {"Idempotency-Key": rating.idempotency_key} if rating.idempotency_key else {}
+        response = await self._post("/v1/ratings", rating.model_dump(mode="json"), headers)
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.is_success:
+            self._metrics.delivered.labels(kind=RATING).inc()
+            return response.status_code, body
+        message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+        raise MedgoError(response.status_code, message or "the feedback service refused it")
+
+    async def _deliver(self, items: list[SpoolItem]) -> None:
+        """Send items in order; stops (raising) at the first outage."""
+        index = 0
+        while index < len(items):
+            item = items[index]
+            if item.kind == RATING:
+                batch = [item]
+                try:
+                    await self._post_rating(RatingIn.model_validate(item.payload))
+                    refused = None
+                except MedgoError as exc:
+                    refused = f"{exc.status}: {exc.message}"
+            else:
+                batch = [item]
+                for nxt in items[index + 1 :]:
+                    if nxt.kind != INTERACTION:
+                        break
+                    batch.append(nxt)
+                response = await self._post(
+                    "/v1/interactions", {"records": [i.payload for i in batch]}, {}
+                )
+                refused = None if response.is_success else f"{response.status_code}"
+                if refused and len(batch) > 1:
+                    # One bad record refuses the batch: retry them one by one.
+                    for single in batch:
+                        await self._deliver([single])
+                    index += len(batch)
+                    continue
+            if refused:
+                await asyncio.to_thread(self._spool.reject, batch[0].seq, refused)
+                self._set_depth(self._depth - 1)
+                self._metrics.spool_dead.labels(kind=item.kind).inc()
+                logger.error("feedback service refused a spooled %s", item.kind)
+            else:
+                await asyncio.to_thread(self._spool.ack, [i.seq for i in batch])
+                self._set_depth(self._depth - len(batch))
+                self._metrics.delivered.labels(kind=item.kind).inc(len(batch))
+            index += len(batch)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()  # before reading, so a record spooled meanwhile wakes us
+            items = await asyncio.to_thread(self._spool.head, _BATCH)
+            if not items:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._retry_interval_s):
+                        await self._wake.wait()
+                continue
+            try:
+                await self._deliver(items)
+                if self._outage:
+                    self._outage = False
+                    logger.info("feedback service reachable again; replaying the spool")
+            except FeedbackUnavailableError as exc:
+                if not self._outage:  # once per outage, not once per retry
+                    self._outage = True
+                    logger.warning("feedback service unavailable (%s); spooling", exc)
+                await asyncio.sleep(self._retry_interval_s)
+            except Exception as exc:
+                # Never let the delivery task die: the spool keeps the items.
+                logger.error("spool delivery failed", extra={"error_type": type(exc).__name__})
+                await asyncio.sleep(self._retry_interval_s)
+
+    def _set_depth(self, depth: int) -> None:
+        """Pending items, counted in memory (only this process writes the spool)."""
+        self._depth = depth
+        self._metrics.spool_depth.set(depth)

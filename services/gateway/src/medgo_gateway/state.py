@@ -1,0 +1,28 @@
+"""The objects one gateway app holds, built once in `create_app` (no module globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medgo_gateway.deid import Deidentifier
+from medgo_gateway.metrics import GatewayMetrics
+from medgo_gateway.policy.admission import Admission
+from medgo_gateway.policy.auth import KeyStore
+from medgo_gateway.policy.ratelimit import RateLimiter
+from medgo_gateway.policy.safety import SafetyPolicy
+from medgo_gateway.recorder import Recorder
+from medgo_gateway.settings import GatewaySettings
+from medgo_gateway.upstream import Upstream
+
+
+@dataclass
+class GatewayState:
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    keys: KeyStore
+    limiter: RateLimiter
+    admission: Admission
+    safety: SafetyPolicy
+    deid: Deidentifier
+    upstream: Upstream
+    recorder: Recorder

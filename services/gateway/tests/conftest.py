@@ -1,0 +1,236 @@
+"""Gateway test fixtures: real servers only.
+
+- `running_gateway(settings)`: the real app under uvicorn on a free port, in a thread.
+- `FeedbackProcess`: the real feedback service (`medgo-feedback`) on a temporary SQLite
+  database, started and stopped at will (the spool tests take it down and back up).
+- `keys`: a keys file with one key per role, created through the real `add_key`.
+- Inference is the real vLLM of the root conftest's `vllm_server` fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from medgo_gateway.app import create_app
+from medgo_gateway.policy.auth import Role, add_key
+from medgo_gateway.settings import GatewaySettings
+
+BOOT_TIMEOUT_S = 60
+FEEDBACK_TOKEN = "gateway-test-token"
+READER_TOKEN = "reader-test-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1) -> None:
+    """Poll for a state change (bounded, so a broken path fails instead of hanging)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval_s)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@dataclass(frozen=True)
+class Keys:
+    file: Path
+    clinician: str
+    api_client: str
+    ops: str
+    clinician_id: str
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {getattr(self, role)}"}
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Keys:
+    path = tmp_path / "api_keys.json"
+    clinician, entry = add_key(path, name="dr-test", role=Role.clinician, department="心内科")
+    api_client, _ = add_key(path, name="svc-test", role=Role.api_client)
+    ops, _ = add_key(path, name="ops-test", role=Role.ops)
+    return Keys(path, clinician, api_client, ops, entry.id)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, keys: Keys):
+    """`make_settings(**overrides)`: settings on the test's keys, spool and a dead feedback."""
+
+    def build(**overrides) -> GatewaySettings:
+        return GatewaySettings(**(_defaults(tmp_path, keys) | overrides))
+
+    return build
+
+
+def _defaults(tmp_path: Path, keys: Keys) -> dict:
+    return {
+        "api_keys_file": keys.file,
+        "spool_path": tmp_path / "spool.sqlite3",
+        "inference_url": "http://127.0.0.1:9",  # nothing listens: tests pass the real one
+        "feedback_url": "http://127.0.0.1:9",
+        "feedback_token": FEEDBACK_TOKEN,
+        "replay_interval_s": 0.2,
+        "default_max_tokens": 8,
+    }
+
+
+@pytest.fixture
+def serve():
+    """`with serve(settings) as url:` runs the real gateway for the block."""
+    return running_gateway
+
+
+@contextlib.contextmanager
+def running_gateway(settings: GatewaySettings) -> Iterator[str]:
+    """The real gateway under uvicorn in a thread; yields its base URL."""
+    app = create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, BOOT_TIMEOUT_S, "the gateway to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+class FeedbackProcess:
+    """The real feedback service as a subprocess, restartable on the same port and DB."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.db = tmp_path / "feedback.db"
+        self.log = tmp_path / "feedback.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDGO_FEEDBACK_")}
+        env |= {
+            "MEDGO_FEEDBACK_PORT": str(self.port),
+            "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{self.db}",
+            "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={FEEDBACK_TOKEN},trainer={READER_TOKEN}",
+        }
+        exe = str(Path(sys.executable).with_name("medgo-feedback"))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [exe], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"medgo-feedback exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+            return False
+
+        wait_until(ready, BOOT_TIMEOUT_S, "the feedback service to start", 0.2)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def get(self, path: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {READER_TOKEN}"}
+        return httpx.get(self.url + path, headers=headers, timeout=10)
+
+
+@pytest.fixture
+def feedback(tmp_path: Path) -> Iterator[FeedbackProcess]:
+    """A feedback service that is *not* started; tests start it when they want it up."""
+    proc = FeedbackProcess(tmp_path)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def wait():
+    """`wait(predicate, timeout_s, what)`: poll for a state change, fail if it never comes."""
+    return wait_until
+
+
+class GatewayProcess:
+    """The real `medgo-gateway` server as a subprocess, to kill and restart it."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = env | {"MEDGO_GATEWAY_PORT": str(self.port)}
+        self.log = tmp_path / "gateway.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = str(Path(sys.executable).with_name("medgo-gateway"))
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [exe], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                pytest.fail(f"medgo-gateway exited:\n{self.log.read_text()[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            return False
+
+        wait_until(up, BOOT_TIMEOUT_S, "the gateway process to start", 0.2)
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no graceful shutdown."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def gateway_process(tmp_path: Path, keys: Keys) -> Iterator:
+    """`gateway_process(**settings)` → a not-yet-started `GatewayProcess`; killed at the end."""
+    made: list[GatewayProcess] = []
+
+    def make(**settings: str) -> GatewayProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEDGO_GATEWAY_")}
+        values = {k: str(v) for k, v in _defaults(tmp_path, keys).items()} | settings
+        env |= {f"MEDGO_GATEWAY_{k.upper()}": v for k, v in values.items()}
+        proc = GatewayProcess(tmp_path, env)
+        made.append(proc)
+        return proc
+
+    yield make
+    for proc in made:
+        proc.kill()
