@@ -1,0 +1,1 @@
+"""Route families of the job API, one module each."""

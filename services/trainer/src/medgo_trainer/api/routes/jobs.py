@@ -1,0 +1,45 @@
+"""`/v1/jobs`: submit, inspect, read the log of, and cancel training jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from medgo_trainer.api.deps import CallerDep, JobDep, RunnerDep
+from medgo_trainer.api.schemas import JobCreate, JobPublic
+from medgo_trainer.api.store import JobRow
+from medgo_trainer.executors import local
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+def _public(job: JobRow) -> JobPublic:
+    step_total = local.progress(Path(job.log_path))
+    return JobPublic(
+        id=job.id, stage=job.stage, recipe=job.recipe, overrides=job.overrides,
+        status=job.status, created_at=job.created_at, finished_at=job.finished_at,
+        exit_code=job.exit_code, out_dir=job.out_dir, submitted_by=job.submitted_by,
+        progress={"step": step_total[0], "total": step_total[1]} if step_total else None,
+    )
+
+
+@router.post("", status_code=201, response_model=JobPublic)
+def create_job(body: JobCreate, caller: CallerDep, runner: RunnerDep) -> JobPublic:
+    return _public(runner.submit(body, caller))
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def read_job(job: JobDep) -> JobPublic:
+    return _public(job)
+
+
+@router.get("/{job_id}/logs", response_class=PlainTextResponse)
+def read_logs(job: JobDep, max_bytes: int = Query(1 << 20, ge=1, le=16 << 20)) -> str:
+    return local.read_log(Path(job.log_path), max_bytes=max_bytes)
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job: JobDep, runner: RunnerDep) -> JobPublic:
+    return _public(runner.cancel(job))

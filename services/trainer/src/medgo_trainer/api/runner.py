@@ -1,0 +1,111 @@
+"""Starts jobs through the local executor and keeps their status in the job store.
+
+Status is refreshed when a job is looked at: a child of this process is polled for
+its exit code; a job left running by a previous run of the service (its pid survived
+the restart, being in its own session) is checked by pid, and when it is gone its
+output decides — `metrics.json` is written only at the very end of a stage, so its
+presence means success; without it the job was `interrupted` and can be re-run with
+`trl.resume_from_checkpoint=last` from the same recipe.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+
+from medgo_common.errors import MedgoError
+from prometheus_client import Counter
+
+from medgo_trainer.api.schemas import JobCreate, JobStatus
+from medgo_trainer.api.store import JobRow, JobStore
+from medgo_trainer.executors import local
+from medgo_trainer.recipe import RecipeError, load_recipe, resolve_recipe_path
+from medgo_trainer.stages import METRICS_FILE
+
+CANCEL_GRACE_S = 30
+
+
+class JobRunner:
+    def __init__(self, store: JobStore, jobs_dir: Path, max_running: int,
+                 submitted: Counter) -> None:
+        self.store = store
+        self.submitted = submitted  # Prometheus: jobs started, by stage
+        self.jobs_dir = jobs_dir
+        self.max_running = max_running
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._cancelled: set[str] = set()
+        self._lock = threading.Lock()
+
+    def reconcile(self) -> None:
+        """Bring every job recorded as running up to date (called at start-up)."""
+        for job in self.store.running():
+            self.refresh(job)
+
+    def submit(self, body: JobCreate, caller: str) -> JobRow:
+        """Validate the recipe fully (before any compute), then start the job."""
+        try:
+            recipe = load_recipe(resolve_recipe_path(body.recipe), body.overrides)
+        except RecipeError as exc:
+            raise MedgoError(422, str(exc), code="invalid_recipe", param="recipe") from None
+        if recipe.stage != body.stage:
+            raise MedgoError(422, f"recipe {body.recipe!r} is for stage {recipe.stage}, "
+                             f"not {body.stage}", code="invalid_recipe", param="stage")
+        with self._lock:
+            running = [j for j in self.store.running() if self.refresh(j).status is
+                       JobStatus.running]
+            if len(running) >= self.max_running:
+                raise MedgoError(409, f"{len(running)} job(s) already running (limit "
+                                 f"{self.max_running}); cancel one or wait",
+                                 code="too_many_jobs", headers={"Retry-After": "60"})
+            job_id = uuid.uuid4().hex[:12]
+            job_dir = self.jobs_dir / job_id
+            out_dir, log_path = job_dir / "out", job_dir / "job.log"
+            command = local.build_command(body.stage, body.recipe, out_dir, body.overrides)
+            handle, proc = local.start(command, log_path)
+            self._procs[job_id] = proc
+            self.submitted.labels(stage=body.stage).inc()
+            return self.store.insert(job_id=job_id, stage=body.stage, recipe=body.recipe,
+                                     overrides=body.overrides, pid=handle.pid, out_dir=out_dir,
+                                     log_path=log_path, submitted_by=caller)
+
+    def refresh(self, job: JobRow) -> JobRow:
+        if job.status is not JobStatus.running:
+            return job
+        proc = self._procs.get(job.id)
+        if proc is not None:
+            code = proc.poll()
+            if code is None:
+                return job
+            status = JobStatus.succeeded if code == 0 else JobStatus.failed
+            if job.id in self._cancelled:
+                status = JobStatus.cancelled
+            self.store.finish(job_id=job.id, status=status, exit_code=code)
+            self._procs.pop(job.id, None)
+        elif job.pid is not None and local.is_alive(job.pid):
+            return job
+        else:
+            done = (Path(job.out_dir) / METRICS_FILE).exists()
+            status = JobStatus.succeeded if done else JobStatus.interrupted
+            self.store.finish(job_id=job.id, status=status, exit_code=None)
+        return self.store.get(job_id=job.id)
+
+    def cancel(self, job: JobRow) -> JobRow:
+        job = self.refresh(job)
+        if job.status is not JobStatus.running:
+            raise MedgoError(409, f"job {job.id} is already {job.status.value}",
+                             code="job_not_running")
+        self._cancelled.add(job.id)
+        if job.pid is not None:
+            local.cancel(job.pid)
+        proc = self._procs.pop(job.id, None)
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=CANCEL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        self.store.finish(job_id=job.id, status=JobStatus.cancelled, exit_code=code)
+        return self.store.get(job_id=job.id)

@@ -1,0 +1,41 @@
+"""Wire shapes of the job API: what a caller sends, and the public view of a job."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class JobStatus(StrEnum):
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    interrupted = "interrupted"  # the service restarted and the process was gone
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str = Field(pattern=r"^(pretrain|sft|dpo|kto)$")
+    recipe: str = Field(min_length=1, max_length=512,
+                        description="packaged recipe name (medgo-tiny-dpo) or a YAML path")
+    overrides: list[str] = Field(default_factory=list, max_length=64,
+                                 description="`key.sub=value` recipe overrides")
+
+
+class JobPublic(BaseModel):
+    id: str
+    stage: str
+    recipe: str
+    overrides: list[str]
+    status: JobStatus
+    created_at: datetime
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    out_dir: str
+    progress: dict[str, int] | None = Field(
+        default=None, description="`{step, total}` from the trainer's progress bar")
+    submitted_by: str

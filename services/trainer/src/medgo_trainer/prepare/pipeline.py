@@ -1,0 +1,229 @@
+"""`prepare_corpus`: stream raw files through clean → deid → dedup into JSONL shards.
+
+Per-document work (normalise, filter, redact, MinHash signature) runs in a process
+pool, fed in bounded batches so memory stays constant however large the corpus
+(`Pool.imap` would read the whole input ahead). De-dup is one sequential pass in the
+parent, in corpus order. Shards are written to a temporary directory and moved into
+place only when the whole corpus went through, so a bad file leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import multiprocessing
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from medgo_trainer.prepare.clean import (
+    CleanConfig,
+    Document,
+    clean_text,
+    count_tokens,
+    iter_corpus_files,
+    read_documents,
+)
+from medgo_trainer.prepare.dedup import DedupConfig, Deduplicator, signature
+from medgo_trainer.prepare.deid import scrub
+
+# Report rows, in pipeline order.
+STEPS = ("boilerplate", "length", "language", "deid_error", "exact_dup", "near_dup")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    workers: int = 1
+    batch_docs: int = 512
+    shard_docs: int = 50_000
+
+
+@dataclass
+class StepCount:
+    docs: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class PrepareReport:
+    input: StepCount = field(default_factory=StepCount)
+    removed: dict[str, StepCount] = field(default_factory=lambda: {s: StepCount() for s in STEPS})
+    kept: StepCount = field(default_factory=StepCount)
+    phi_replaced: dict[str, int] = field(default_factory=dict)
+    input_bytes: int = 0
+    seconds: float = 0.0
+    shards: list[str] = field(default_factory=list)
+    snapshot_sha256: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def table(self) -> str:
+        """The human-readable summary printed by `medgo-train prepare`."""
+        rows = [("input", self.input.docs, self.input.tokens)]
+        rows += [(f"- {name}", c.docs, c.tokens) for name, c in self.removed.items()]
+        rows.append(("kept", self.kept.docs, self.kept.tokens))
+        lines = [f"{'step':<14}{'docs':>10}{'tokens':>14}"]
+        lines += [f"{name:<14}{docs:>10}{tokens:>14}" for name, docs, tokens in rows]
+        mb_s = self.input_bytes / 1e6 / self.seconds if self.seconds else 0.0
+        lines.append(f"PHI replaced: {dict(sorted(self.phi_replaced.items())) or 'none'}")
+        lines.append(f"{self.input_bytes / 1e6:.2f} MB in {self.seconds:.2f} s ({mb_s:.2f} MB/s)")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Processed:
+    doc: Document
+    raw_tokens: int
+    text: str | None
+    dropped_by: str | None
+    phi: Counter[str]
+    hashvalues: np.ndarray | None
+
+
+def _process(doc: Document, *, clean: CleanConfig, num_perm: int) -> _Processed:
+    """The per-document work, run in a worker process."""
+    raw_tokens = count_tokens(doc.text)
+    text, dropped_by = clean_text(doc.text, clean)
+    phi: Counter[str] = Counter()
+    if text is not None:
+        text, phi = scrub(text)
+        dropped_by = None if text is not None else "deid_error"
+    hashvalues = signature(text, num_perm) if text is not None else None
+    return _Processed(doc, raw_tokens, text, dropped_by, phi, hashvalues)
+
+
+def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    it = iter(docs)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+class _ShardWriter:
+    """Rotating JSONL shards plus a running SHA-256 of their content (the data snapshot)."""
+
+    def __init__(self, directory: Path, shard_docs: int) -> None:
+        self.directory = directory
+        self.shard_docs = shard_docs
+        self.names: list[str] = []
+        self.digest = hashlib.sha256()
+        self._fh = None
+        self._count = 0
+
+    def write(self, doc: Document, text: str) -> None:
+        if self._fh is None or self._count >= self.shard_docs:
+            self.close()
+            name = f"part-{len(self.names):05d}.jsonl"
+            self.names.append(name)
+            self._fh = (self.directory / name).open("w", encoding="utf-8")
+            self._count = 0
+        line = json.dumps({"id": doc.id, "text": text, "source": doc.source}, ensure_ascii=False)
+        self._fh.write(line + "\n")
+        self.digest.update(line.encode("utf-8") + b"\n")
+        self._count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _documents(files: list[Path], report: PrepareReport) -> Iterator[Document]:
+    for path in files:
+        report.input_bytes += path.stat().st_size
+        yield from read_documents(path)
+
+
+def prepare_corpus(inputs: list[Path], out_dir: Path, config: PrepareConfig) -> PrepareReport:
+    """Prepare every corpus file under `inputs` into `out_dir/part-*.jsonl` + `report.json`."""
+    files = list(iter_corpus_files(inputs))
+    if not files:
+        raise FileNotFoundError(f"no corpus files (.jsonl/.json/.txt/.csv) under {inputs}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("part-*.jsonl")):
+        raise FileExistsError(f"{out_dir} already holds shards; choose an empty output directory")
+    report = PrepareReport()
+    dedup = Deduplicator(config.dedup)
+    work = functools.partial(_process, clean=config.clean, num_perm=config.dedup.num_perm)
+    started = time.perf_counter()
+    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=out_dir))
+    writer = _ShardWriter(staging, config.shard_docs)
+    pool = multiprocessing.get_context("spawn").Pool(config.workers) if config.workers > 1 else None
+    try:
+        for batch in _batches(_documents(files, report), config.batch_docs):
+            results = pool.map(work, batch) if pool else [work(d) for d in batch]
+            for item in results:
+                _account(item, dedup, writer, report)
+        writer.close()
+        for name in writer.names:
+            (staging / name).rename(out_dir / name)
+    finally:
+        if pool is not None:
+            pool.terminate()
+        writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    report.seconds = time.perf_counter() - started
+    report.shards = writer.names
+    report.snapshot_sha256 = writer.digest.hexdigest()
+    (out_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return report
+
+
+def _account(item: _Processed, dedup: Deduplicator, writer: _ShardWriter, report: PrepareReport):
+    report.input.docs += 1
+    report.input.tokens += item.raw_tokens
+    dropped_by = item.dropped_by
+    if item.text is not None:
+        dropped_by = dedup.check(item.doc.id, item.text, item.hashvalues)
+    if dropped_by is not None:
+        step = report.removed[dropped_by]
+        step.docs += 1
+        step.tokens += count_tokens(item.text) if item.text is not None else item.raw_tokens
+        return
+    for kind, n in item.phi.items():
+        report.phi_replaced[kind] = report.phi_replaced.get(kind, 0) + n
+    report.kept.docs += 1
+    report.kept.tokens += count_tokens(item.text)
+    writer.write(item.doc, item.text)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `medgo-train prepare`."""
+    parser = subparsers.add_parser(
+        "prepare", help="clean, de-identify and de-duplicate a raw corpus into shards",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  medgo-train prepare ../shared/data/corpus --out var/prepared\n"
+               "  medgo-train prepare raw/*.jsonl --out var/prepared --workers 2 "
+               "--near-threshold 0.7 --min-zh-ratio 0.5")
+    parser.add_argument("inputs", nargs="+", type=Path, help="corpus files or directories")
+    parser.add_argument("--out", required=True, type=Path, help="empty output directory")
+    parser.add_argument("--workers", type=int, default=1, help="processes for clean/deid")
+    parser.add_argument("--min-chars", type=int, default=CleanConfig.min_chars)
+    parser.add_argument("--max-chars", type=int, default=CleanConfig.max_chars)
+    parser.add_argument("--min-zh-ratio", type=float, default=CleanConfig.min_zh_ratio)
+    parser.add_argument("--near-threshold", type=float, default=DedupConfig.threshold,
+                        help="MinHash Jaccard at which a document is a near-duplicate")
+    parser.add_argument("--shard-docs", type=int, default=PrepareConfig.shard_docs)
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> str:
+    config = PrepareConfig(
+        clean=CleanConfig(min_chars=args.min_chars, max_chars=args.max_chars,
+                          min_zh_ratio=args.min_zh_ratio),
+        dedup=DedupConfig(threshold=args.near_threshold),
+        workers=max(1, args.workers), shard_docs=args.shard_docs,
+    )
+    report = prepare_corpus(args.inputs, args.out, config)
+    return f"{report.table()}\nshards: {len(report.shards)} in {args.out} (report.json)"

@@ -1,0 +1,161 @@
+"""Preference data for DPO and KTO: the feedback store's exports, checked row by row.
+
+The feedback service exports JSONL in TRL's field names — DPO `{prompt, chosen,
+rejected}`, KTO `{prompt, completion, label}` — where `prompt` is either a string or
+a list of chat messages. Every row is validated *before* a model is loaded, so a
+truncated export or a row missing a field fails with its file and line, not as a
+tensor-shape error mid-run. Rows are then put into TRL's conversational form (prompt =
+user/system messages, completions = one assistant message) so the tokenizer's ChatML
+template renders them exactly as vLLM's chat endpoint does at serving time.
+
+Rows are held in memory as a `datasets.Dataset`: preference sets are ratings (about
+ten thousand a year for MedGo), not corpora.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from medgo_trainer.recipe import Recipe, RecipeError
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
+_COMPLETIONS = {"dpo": ("chosen", "rejected"), "kto": ("completion",)}
+
+
+def _messages(value: Any, where: str, field: str, default_role: str) -> list[dict[str, str]]:
+    """A string or a list of `{role, content}` messages → a non-empty message list."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise RecipeError(f"{where}: {field!r} is empty")
+        return [{"role": default_role, "content": value}]
+    if not isinstance(value, list) or not value:
+        raise RecipeError(f"{where}: {field!r} must be a string or a non-empty message list")
+    out = []
+    for msg in value:
+        if not isinstance(msg, dict) or msg.get("role") not in _ROLES:
+            raise RecipeError(f"{where}: {field!r} holds a message without a valid role")
+        if not isinstance(msg.get("content"), str):
+            raise RecipeError(f"{where}: {field!r} holds a message whose content is not text")
+        out.append({"role": msg["role"], "content": msg["content"]})
+    return out
+
+
+def normalise_row(row: Any, stage: str, where: str) -> dict[str, Any]:
+    """One export row → TRL's conversational row for `stage` (`dpo` or `kto`)."""
+    if not isinstance(row, dict):
+        raise RecipeError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    needed = ("prompt", *_COMPLETIONS[stage], *(("label",) if stage == "kto" else ()))
+    missing = [k for k in needed if k not in row]
+    if missing:
+        raise RecipeError(f"{where}: row lacks {missing} (stage {stage} needs {list(needed)})")
+    out: dict[str, Any] = {"prompt": _messages(row["prompt"], where, "prompt", "user")}
+    for key in _COMPLETIONS[stage]:
+        out[key] = _messages(row[key], where, key, "assistant")
+    if stage == "kto":
+        if not isinstance(row["label"], bool):
+            raise RecipeError(f"{where}: 'label' must be true or false, got {row['label']!r}")
+        out["label"] = row["label"]
+    return out
+
+
+def read_rows(files: list[str], stage: str, limit: int | None = None) -> list[dict[str, Any]]:
+    """Every row of the JSONL files, validated and normalised; errors name file:line."""
+    rows: list[dict[str, Any]] = []
+    for name in files:
+        path = Path(name)
+        try:
+            fh = path.open(encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"data: cannot read {path}: {exc.strerror}") from exc
+        with fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                where = f"data: {path}:{lineno}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RecipeError(f"{where}: not valid JSON ({exc.msg})") from exc
+                rows.append(normalise_row(row, stage, where))
+                if limit is not None and len(rows) >= limit:
+                    return rows
+    if not rows:
+        raise RecipeError(f"data: {', '.join(files)} holds no {stage} rows")
+    return rows
+
+
+def load_preference_splits(recipe: Recipe) -> tuple[Any, Any | None]:
+    """Train and optional held-out `Dataset`s for a DPO or KTO recipe."""
+    from datasets import Dataset
+
+    train = Dataset.from_list(read_rows(recipe.data.train, recipe.stage,
+                                        recipe.data.max_train_samples))
+    held_out = None
+    if recipe.data.eval:
+        held_out = Dataset.from_list(read_rows(recipe.data.eval, recipe.stage))
+    return train, held_out
+
+
+def build_preference_trainer(trainer_cls: type, recipe: Recipe, out_dir: Path, *,
+                             progress: bool) -> Any:
+    """
+    A ready `DPOTrainer` or `KTOTrainer` (`trainer_cls`) with the SFT policy as reference.
+
+    Checks run cheapest first — resume checkpoint, every data row — and
+    only then is the model loaded (`load_model` merges `recipe.adapter`, the SFT
+    adapter, into the base). `ref_model=None` with a new `peft_config` LoRA makes TRL
+    compute reference log-probs with that new adapter disabled: the merged SFT policy.
+    """
+    from medgo_trainer.recipe import build_lora_config
+    from medgo_trainer.stages import load_model, load_tokenizer, trainer_args
+    from medgo_trainer.stages.resume import resolve_resume
+
+    args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
+    args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, out_dir)
+    train, held_out = load_preference_splits(recipe)
+    tokenizer = load_tokenizer(recipe)
+    return trainer_cls(
+        model=load_model(recipe, tokenizer, init_kwargs),
+        ref_model=None,
+        args=args,
+        train_dataset=train,
+        eval_dataset=held_out,
+        processing_class=tokenizer,
+        peft_config=build_lora_config(recipe),
+    )
+
+
+#: Subdirectory of a DPO/KTO run holding the adapter inference serves on the raw base.
+SERVING_ADAPTER = "serving"
+
+
+def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path,
+                            out_dir: Path) -> Path:
+    """
+    One LoRA adapter equal to "SFT adapter, then the DPO/KTO adapter", for the raw base.
+
+    The preference adapter was trained on the SFT-*merged* weights, so on its own it is
+    wrong for vLLM, which applies adapters to the raw base. LoRA deltas add up
+    (W + B₁A₁s₁ + B₂A₂s₂), so PEFT's `add_weighted_adapter(..., combination_type="cat")`
+    concatenates them into a single adapter of rank r₁ + r₂ that is exactly the same
+    function; inference must allow that rank (`--max-lora-rank`). For a 72B base this
+    loads the base weights once on the training node, after training.
+    """
+    import shutil
+    import tempfile
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    peft = PeftModel.from_pretrained(model, sft_adapter, adapter_name="sft")
+    peft.load_adapter(str(delta_adapter), adapter_name="delta")
+    peft.add_weighted_adapter(["sft", "delta"], [1.0, 1.0], SERVING_ADAPTER,
+                              combination_type="cat")
+    with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
+        peft.save_pretrained(tmp, selected_adapters=[SERVING_ADAPTER])
+        shutil.rmtree(out_dir, ignore_errors=True)
+        shutil.move(str(Path(tmp) / SERVING_ADAPTER), out_dir)
+    return out_dir
