@@ -1,0 +1,73 @@
+"""compose.yaml validates against the Compose specification's JSON schema (the copy that
+check-jsonschema vendors, so no network is needed) and keeps the single-host promises:
+only the gateway publishes a port, every MedGo service has a healthcheck, start order
+follows health, the model store and the database are named volumes, and secrets are
+files, never inline values."""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+
+import jsonschema
+import pytest
+
+SERVICES = {"gateway", "inference", "feedback", "trainer", "postgres"}
+
+
+@pytest.fixture(scope="session")
+def compose_schema() -> dict:
+    schema = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    return json.loads(schema.read_text(encoding="utf-8"))
+
+
+def test_compose_matches_the_compose_specification(compose: dict, compose_schema: dict) -> None:
+    jsonschema.validate(compose, compose_schema)
+
+
+def test_schema_rejects_a_misspelt_key(compose: dict, compose_schema: dict) -> None:
+    broken = copy.deepcopy(compose)
+    broken["services"]["gateway"]["helthcheck"] = broken["services"]["gateway"]["healthcheck"]
+    with pytest.raises(jsonschema.ValidationError, match="helthcheck"):
+        jsonschema.validate(broken, compose_schema)
+
+
+def test_only_the_gateway_publishes_a_port(compose: dict) -> None:
+    assert set(compose["services"]) == SERVICES
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"gateway"}
+    assert compose["services"]["gateway"]["ports"] == ["8000:8000"]
+
+
+def test_services_are_healthchecked_and_start_in_health_order(compose: dict) -> None:
+    services = compose["services"]
+    for name, svc in services.items():
+        assert svc["healthcheck"]["test"], name
+    assert services["gateway"]["depends_on"]["inference"]["condition"] == "service_healthy"
+    assert services["feedback"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["trainer"]["depends_on"]["feedback"]["condition"] == "service_healthy"
+
+
+def test_model_store_and_database_are_named_volumes(compose: dict) -> None:
+    services = compose["services"]
+    assert "models:/var/lib/medgo/models" in services["inference"]["volumes"]
+    assert "models:/var/lib/medgo/models" in services["trainer"]["volumes"]
+    assert "feedback-db:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    assert {"models", "feedback-db"} <= set(compose["volumes"])
+
+
+def test_secrets_are_files_and_feedback_uses_postgres(compose: dict) -> None:
+    for name, secret in compose["secrets"].items():
+        assert set(secret) == {"file"}, name
+        assert secret["file"].startswith("./var/secrets/compose/"), name
+    services = compose["services"]
+    assert "MEDGO_FEEDBACK_DATABASE_URL" in services["feedback"]["secrets"]
+    assert "MEDGO_FEEDBACK_SERVICE_TOKENS" in services["feedback"]["secrets"]
+    gateway_env = services["gateway"]["environment"]
+    assert gateway_env["MEDGO_GATEWAY_API_KEYS_FILE"] == "/run/secrets/api_keys.json"
+    # No token or password may be written into compose.yaml itself, only secret paths.
+    for svc in services.values():
+        for key, value in svc.get("environment", {}).items():
+            if any(word in key for word in ("TOKEN", "PASSWORD", "DATABASE_URL")):
+                assert str(value).startswith("/run/secrets/"), key

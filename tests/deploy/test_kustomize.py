@@ -1,0 +1,175 @@
+"""Every overlay builds with `kubectl kustomize` and every object it renders validates
+offline against the Kubernetes OpenAPI schemas (kubernetes-validate ships them), and the
+overlays say what they promise: CPU/medgo-tiny/SQLite locally, A100/TP 8/PostgreSQL/
+canary in production."""
+
+from __future__ import annotations
+
+import re
+
+import kubernetes_validate
+import pytest
+
+# The oldest Kubernetes minor we support; strict = unknown fields are errors (they would
+# be silently dropped by the API server, e.g. a misspelt probe).
+K8S_VERSION = "1.32.0"
+# Custom resources have no schema in kubernetes-validate; none is rendered today (the
+# trainer creates its PyTorchJobs at run time), so any that appears must be listed here.
+CUSTOM_KINDS: set[str] = set()
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    """The one object of `kind` named `name` (generated ConfigMaps by their prefix)."""
+    generated = re.compile(rf"{re.escape(name)}-[a-z0-9]{{10}}")
+    matches = [
+        o for o in objects
+        if o["kind"] == kind
+        and (o["metadata"]["name"] == name or generated.fullmatch(o["metadata"]["name"]))
+    ]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+@pytest.mark.parametrize("overlay", ["local-cpu", "prod-a100"])
+def test_every_object_validates_against_the_kubernetes_schema(
+    rendered: dict[str, list[dict]], overlay: str
+) -> None:
+    errors = []
+    for obj in rendered[overlay]:
+        if obj["kind"] in CUSTOM_KINDS:
+            continue
+        try:
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_schema_validation_rejects_a_misspelt_field() -> None:
+    """The validator used above does catch what the API server would drop."""
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": {
+                "metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "x", "image": "x", "readynessProbe": {}}]},
+            },
+        },
+    }
+    with pytest.raises(kubernetes_validate.ValidationError, match="readynessProbe"):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_local_cpu_serves_medgo_tiny_on_cpu_with_sqlite(rendered: dict) -> None:
+    objects = rendered["local-cpu"]
+    inference = find(objects, "Deployment", "inference")
+    pod = inference["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"].startswith("medgo/inference-cpu:")
+    assert pod["initContainers"][0]["name"] == "seed-models"
+    config = find(objects, "ConfigMap", "inference-config")["data"]
+    assert config["MEDGO_INFERENCE_DEVICE"] == "cpu"
+    feedback = find(objects, "ConfigMap", "feedback-config")["data"]
+    assert feedback["MEDGO_FEEDBACK_DATABASE_URL"].startswith("sqlite:")
+    assert find(objects, "PersistentVolumeClaim", "feedback-db")
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            assert obj["spec"]["replicas"] == 1, obj["metadata"]["name"]
+        if obj["kind"] == "HorizontalPodAutoscaler":
+            assert obj["spec"]["maxReplicas"] == 1
+    assert not any(o["kind"] == "Deployment" and "canary" in o["metadata"]["name"]
+                   for o in objects)
+
+
+def test_prod_a100_serves_72b_with_tensor_parallel_on_a100(rendered: dict) -> None:
+    objects = rendered["prod-a100"]
+    config = find(objects, "ConfigMap", "inference-config")["data"]
+    assert config["MEDGO_INFERENCE_TENSOR_PARALLEL_SIZE"] == "8"
+    assert config["MEDGO_INFERENCE_DEVICE"] == "cuda"
+    for name in ("inference", "inference-canary"):
+        pod = find(objects, "Deployment", name)["spec"]["template"]["spec"]
+        limits = pod["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == "8", name
+        assert pod["nodeSelector"]["nvidia.com/gpu.product"].startswith("NVIDIA-A100")
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    for name in ("inference", "inference-canary"):
+        container = find(objects, "Deployment", name)["spec"]["template"]["spec"][
+            "containers"
+        ][0]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["MEDGO_INFERENCE_BASE_MODEL"].endswith("/medgo-72b/base"), name
+        assert env["MEDGO_INFERENCE_ADAPTERS"].startswith("medgo-72b-"), name
+    gateway = find(objects, "ConfigMap", "gateway-config")["data"]
+    assert gateway["MEDGO_GATEWAY_CANARY_URL"] == "http://inference-canary:8001"
+    assert find(objects, "Deployment", "gateway")["spec"]["replicas"] == 3
+    assert find(objects, "HorizontalPodAutoscaler", "gateway")["spec"]["minReplicas"] == 3
+
+
+def test_prod_a100_takes_feedback_dsn_and_secrets_from_ops(rendered: dict) -> None:
+    objects = rendered["prod-a100"]
+    container = find(objects, "Deployment", "feedback")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    dsn = next(e for e in container["env"] if e["name"] == "MEDGO_FEEDBACK_DATABASE_URL")
+    assert dsn["valueFrom"]["secretKeyRef"] == {"name": "feedback-dsn", "key": "dsn"}
+    assert not any(o["kind"] == "PersistentVolumeClaim" and o["metadata"]["name"] ==
+                   "feedback-db" for o in objects)
+    # Applying the overlay must never overwrite the real secrets with templates.
+    assert not [o for o in objects if o["kind"] == "Secret"]
+
+
+def test_prod_images_are_pinned(rendered: dict) -> None:
+    for obj in rendered["prod-a100"]:
+        pod = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in pod.get("containers", []):
+            repo, _, tag = container["image"].rpartition(":")
+            assert repo and tag and tag not in {"latest", "dev"}, container["image"]
+
+
+def test_canary_runs_the_same_pod_as_stable_but_for_its_checkpoint(rendered: dict) -> None:
+    """The canary Deployment is a copy of the stable one: they may differ only in labels
+    and in the checkpoint env, or a rollout would test more than the checkpoint."""
+    objects = rendered["prod-a100"]
+    stable = find(objects, "Deployment", "inference")["spec"]["template"]["spec"]
+    canary = find(objects, "Deployment", "inference-canary")["spec"]["template"]["spec"]
+
+    def without_checkpoint(pod: dict) -> dict:
+        return {**pod, "containers": [
+            {k: v for k, v in c.items() if k != "env"} for c in pod["containers"]
+        ]}
+
+    assert without_checkpoint(canary) == without_checkpoint(stable)
+    names = [[e["name"] for e in pod["containers"][0]["env"]] for pod in (stable, canary)]
+    assert names[0] == names[1] == ["MEDGO_INFERENCE_BASE_MODEL", "MEDGO_INFERENCE_ADAPTERS"]
+
+
+@pytest.mark.parametrize("overlay", ["local-cpu", "prod-a100"])
+def test_only_the_trainer_gets_api_access_and_only_for_its_jobs(
+    rendered: dict, overlay: str
+) -> None:
+    objects = rendered[overlay]
+    roles = [o for o in objects if o["kind"] in {"Role", "ClusterRole"}]
+    assert [r["metadata"]["name"] for r in roles] == ["trainer-jobs"]
+    rules = {
+        (group, resource): tuple(sorted(rule["verbs"]))
+        for rule in roles[0]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    job_verbs = ("create", "delete", "get", "list", "watch")
+    assert rules == {
+        ("kubeflow.org", "pytorchjobs"): job_verbs,
+        ("batch", "jobs"): job_verbs,
+        ("", "configmaps"): ("create", "delete", "get"),
+        ("", "pods"): ("get", "list", "watch"),
+        ("", "pods/log"): ("get",),
+    }
+    binding = find(objects, "RoleBinding", "trainer-jobs")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "trainer", "namespace": "medgo"}
+    ]
+    for obj in objects:
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "trainer":
+            assert obj["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
