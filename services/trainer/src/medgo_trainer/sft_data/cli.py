@@ -1,0 +1,81 @@
+"""`medgo-train build-sft`, `sft-qa-generate` and `sft-review`.
+
+build-sft reads a mixture recipe, checks every source, then writes the mixture and
+its datasheet; sft-qa-generate turns guideline passages into review candidates
+through an OpenAI-compatible endpoint; sft-review walks a reviewer through them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from medgo_trainer.settings import TrainerSettings
+from medgo_trainer.sft_data.build import build_mixture
+from medgo_trainer.sft_data.guidelines import generate, read_passages
+from medgo_trainer.sft_data.llm import Endpoint
+from medgo_trainer.sft_data.mixture import DEFAULT_MIXTURE, load_mixture
+from medgo_trainer.sft_data.review import ReviewQueue, review
+
+_RAW = argparse.RawDescriptionHelpFormatter
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the three SFT-data subcommands."""
+    build = subparsers.add_parser(
+        "build-sft", help="build the SFT instruction mixture from a YAML recipe",
+        description=__doc__, formatter_class=_RAW,
+        epilog="examples:\n  medgo-train build-sft --out var/sft/default\n"
+               "  medgo-train build-sft --mixture my-mixture.yaml --out var/sft/v2 "
+               "--data-dir ../shared/data")
+    build.add_argument("--mixture", type=Path, default=DEFAULT_MIXTURE,
+                       help="mixture recipe (default: recipes/sft-mixture-default.yaml)")
+    build.add_argument("--out", type=Path, required=True, help="new or empty output directory")
+    build.add_argument("--data-dir", type=Path, default=None,
+                       help="shared data folder (default: MEDGO_TRAINER_DATA_DIR)")
+    build.set_defaults(handler=_build)
+
+    gen = subparsers.add_parser(
+        "sft-qa-generate", help="guideline passages -> QA candidates in a review queue",
+        description=__doc__, formatter_class=_RAW,
+        epilog="examples:\n  medgo-train sft-qa-generate guidelines.txt "
+               "--queue var/sft/review.sqlite3 --endpoint http://127.0.0.1:8000 "
+               "--api-key-env MEDGO_API_KEY")
+    gen.add_argument("passages", type=Path, help="text file, passages separated by blank lines")
+    gen.add_argument("--queue", type=Path, required=True, help="review queue (SQLite file)")
+    gen.add_argument("--endpoint", required=True, help="OpenAI-compatible base URL")
+    gen.add_argument("--model", default="medgo", help="served model name")
+    gen.add_argument("--api-key-env", default=None,
+                     help="environment variable holding the endpoint's API key")
+    gen.set_defaults(handler=_generate)
+
+    rev = subparsers.add_parser(
+        "sft-review", help="approve / reject / edit queued QA candidates (stdin)",
+        description=__doc__, formatter_class=_RAW,
+        epilog="examples:\n  medgo-train sft-review --queue var/sft/review.sqlite3 "
+               "--reviewer dr.wang")
+    rev.add_argument("--queue", type=Path, required=True)
+    rev.add_argument("--reviewer", required=True, help="who decides (recorded per pair)")
+    rev.set_defaults(handler=_review)
+
+
+def _build(args: argparse.Namespace) -> dict:
+    data_dir = args.data_dir or TrainerSettings().data_dir
+    sheet = build_mixture(load_mixture(args.mixture), data_dir, args.out)
+    return {"out": str(args.out), "examples": sheet["examples"],
+            "per_source": sheet["per_source"], "removed": sheet["removed"]}
+
+
+def _generate(args: argparse.Namespace) -> dict:
+    api_key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    endpoint = Endpoint(args.endpoint, args.model, api_key)
+    return generate(read_passages(args.passages), endpoint,
+                    ReviewQueue(args.queue, create=True))
+
+
+def _review(args: argparse.Namespace) -> dict:
+    queue = ReviewQueue(args.queue)
+    tally = review(queue, args.reviewer, sys.stdin, sys.stdout)
+    return {"decided": tally, "queue": queue.counts()}

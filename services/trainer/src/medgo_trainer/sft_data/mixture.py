@@ -1,0 +1,107 @@
+"""The mixture recipe (YAML): which sources, their weights and caps, the seed.
+
+    seed: 1234
+    leakage: {ngram: 8, threshold: 0.5, min_chars: 12}   # optional
+    sources:
+      - {name: drugs, weight: 2.0, max_examples: 1000}
+      - {name: dialogues, weight: 1.0, options: {files: [toyhom_medical_dialogue/...]}}
+
+``weight`` multiplies a source's capped pool (0.5 keeps half, 2.0 repeats it twice),
+the way LLaMA-Factory-style mixtures up- and down-sample; ``max_examples`` caps the
+pool before weighting. `load_mixture` rejects every mistake it can see (unknown key or
+source name, weight ≤ 0, duplicate source) and `validate_sources` then checks each
+source's files, all before `build` writes a byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medgo_trainer.sft_data.builders import BUILDERS
+from medgo_trainer.sft_data.example import SourceError
+from medgo_trainer.sft_data.leakage import LeakageConfig
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+DEFAULT_MIXTURE = RECIPES_DIR / "sft-mixture-default.yaml"
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    name: str
+    weight: float = 1.0
+    max_examples: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mixture:
+    sources: tuple[SourceSpec, ...]
+    seed: int = 1234
+    leakage: LeakageConfig = field(default_factory=LeakageConfig)
+    path: str = ""
+
+
+def _unknown(where: str, given: dict, allowed: set[str]) -> None:
+    extra = sorted(set(given) - allowed)
+    if extra:
+        raise SourceError(f"{where}: unknown key(s) {extra}; allowed: {sorted(allowed)}")
+
+
+def _source(raw: object, index: int) -> SourceSpec:
+    if not isinstance(raw, dict) or "name" not in raw:
+        raise SourceError(f"sources[{index}] must be a mapping with a `name`")
+    name = raw["name"]
+    where = f"sources[{index}] ({name})"
+    _unknown(where, raw, {f.name for f in fields(SourceSpec)})
+    if name not in BUILDERS:
+        raise SourceError(f"{where}: unknown source name; known: {sorted(BUILDERS)}")
+    weight = raw.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        raise SourceError(f"{where}: weight must be a number > 0, got {weight!r}")
+    cap = raw.get("max_examples")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise SourceError(f"{where}: max_examples must be a whole number ≥ 1, got {cap!r}")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict):
+        raise SourceError(f"{where}: options must be a mapping")
+    _unknown(f"{where} options", options, set(BUILDERS[name].options))
+    return SourceSpec(name, float(weight), cap, options)
+
+
+def parse_mixture(raw: object, path: str = "") -> Mixture:
+    """A validated `Mixture` from the parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise SourceError(f"mixture {path}: expected a mapping at the top level")
+    _unknown(f"mixture {path}", raw, {"seed", "leakage", "sources"})
+    sources = raw.get("sources")
+    if not isinstance(sources, list) or not sources:
+        raise SourceError(f"mixture {path}: `sources` must be a non-empty list")
+    specs = tuple(_source(s, i) for i, s in enumerate(sources))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise SourceError(f"mixture {path}: a source is listed twice: {names}")
+    seed = raw.get("seed", 1234)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SourceError(f"mixture {path}: seed must be an integer, got {seed!r}")
+    leakage = raw.get("leakage") or {}
+    _unknown(f"mixture {path} leakage", leakage, {f.name for f in fields(LeakageConfig)})
+    return Mixture(specs, seed, LeakageConfig(**leakage), path)
+
+
+def load_mixture(path: Path) -> Mixture:
+    if not path.is_file():
+        raise SourceError(f"mixture recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SourceError(f"mixture recipe {path} is not valid YAML: {exc}") from exc
+    return parse_mixture(raw, str(path))
+
+
+def validate_sources(mixture: Mixture, data_dir: Path) -> dict[str, list[Path]]:
+    """Every source's input files, each checked; the first bad one raises SourceError."""
+    return {s.name: BUILDERS[s.name].validate(data_dir, s.options) for s in mixture.sources}

@@ -1,0 +1,95 @@
+"""Mixture validation: every bad recipe or source fails with a clear error, writing nothing."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from medgo_trainer.cli import main
+from medgo_trainer.sft_data.build import build_mixture
+from medgo_trainer.sft_data.example import SourceError
+from medgo_trainer.sft_data.mixture import DEFAULT_MIXTURE, load_mixture, validate_sources
+
+DRUGS_CSV = "corpus/qizhengpt/drug_indication_eval.csv"
+
+
+def test_default_mixture_is_valid_against_the_shared_data(data_dir: Path) -> None:
+    mixture = load_mixture(DEFAULT_MIXTURE)
+    files = validate_sources(mixture, data_dir)
+    assert set(files) == {"dialogues", "drugs", "complaints", "cblue", "safety"}
+    assert all(p.is_file() for paths in files.values() for p in paths)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"name": "pubmed"}, "unknown source name"),
+    ({"name": "drugs", "weight": 0}, "weight must be a number > 0"),
+    ({"name": "drugs", "weight": -1.5}, "weight must be a number > 0"),
+    ({"name": "drugs", "weight": "lots"}, "weight must be a number > 0"),
+    ({"name": "drugs", "max_examples": 0}, "max_examples must be a whole number"),
+    ({"name": "drugs", "wieght": 2}, r"unknown key\(s\) \['wieght'\]"),
+    ({"name": "drugs", "options": {"paraphrase_model": "x"}}, "unknown key"),
+])
+def test_bad_recipe_is_rejected(write_mixture: Callable[[dict], Path], source: dict,
+                                message: str) -> None:
+    with pytest.raises(SourceError, match=message):
+        load_mixture(write_mixture({"sources": [source]}))
+
+
+def test_duplicate_source_and_empty_list_are_rejected(
+        write_mixture: Callable[[dict], Path]) -> None:
+    with pytest.raises(SourceError, match="listed twice"):
+        load_mixture(write_mixture({"sources": [{"name": "drugs"}, {"name": "drugs"}]}))
+    with pytest.raises(SourceError, match="non-empty list"):
+        load_mixture(write_mixture({"sources": []}))
+
+
+@pytest.fixture
+def broken_data(tmp_path: Path, data_dir: Path) -> Path:
+    """A data folder whose drug-label file we can break (the MANIFEST is copied too)."""
+    root = tmp_path / "data"
+    (root / DRUGS_CSV).parent.mkdir(parents=True)
+    shutil.copy(data_dir / "MANIFEST.md", root / "MANIFEST.md")
+    return root
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", "is empty"),
+    ("药品,药品适应症\n", "is empty"),
+    ('{"drug": "x"}\n', r"lack field\(s\) \['药品', '药品适应症'\]"),
+])
+def test_bad_source_file_fails_before_anything_is_written(
+        broken_data: Path, tmp_path: Path, write_mixture: Callable[[dict], Path],
+        content: str, message: str) -> None:
+    (broken_data / DRUGS_CSV).write_text(content, encoding="utf-8")
+    mixture = load_mixture(write_mixture({"sources": [{"name": "drugs"}]}))
+    out = tmp_path / "out"
+    with pytest.raises(SourceError, match=message):
+        build_mixture(mixture, broken_data, out)
+    assert not out.exists()
+
+
+def test_missing_file_and_bad_json_are_clear(broken_data: Path, tmp_path: Path,
+                                             write_mixture: Callable[[dict], Path]) -> None:
+    mixture = load_mixture(write_mixture({"sources": [{"name": "cblue",
+                                                       "options": {"tasks": ["chip-sts"]}}]}))
+    with pytest.raises(SourceError, match=r"CHIP-STS_train\.json does not exist"):
+        validate_sources(mixture, broken_data)
+    bad = broken_data / "cblue/CHIP-STS/CHIP-STS_train.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('[{"id": 1, "text1": "a",\n', encoding="utf-8")
+    with pytest.raises(SourceError, match="is not valid json"):
+        validate_sources(mixture, broken_data)
+
+
+def test_cli_prints_one_line_and_exits_2(broken_data: Path, tmp_path: Path,
+                                         write_mixture: Callable[[dict], Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = write_mixture({"sources": [{"name": "drugs", "weight": 0}]})
+    out = tmp_path / "out"
+    code = main(["build-sft", "--mixture", str(recipe), "--out", str(out),
+                 "--data-dir", str(broken_data)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "weight must be a number > 0" in err
+    assert not out.exists()
