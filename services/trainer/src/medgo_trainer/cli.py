@@ -13,6 +13,7 @@ import logging
 import sys
 
 from medgo_trainer.executors.k8s import SubmitError
+from medgo_trainer.loop import LoopError
 from medgo_trainer.prepare.clean import CorpusFormatError
 from medgo_trainer.recipe import RecipeError
 from medgo_trainer.registry import RegistryError
@@ -29,6 +30,7 @@ EPILOG = """examples:
       --set data.train=[var/exports/dpo.jsonl]
   medgo-train registry add --id medgo-tiny-dpo-1a2b --run var/runs/dpo --parent medgo-tiny-sft
   medgo-train promote medgo-tiny-dpo-1a2b --report var/eval/dpo.json
+  medgo-train loop --min-pairs 4 --set trl.max_steps=10   # ratings → DPO → gated promote
   medgo-train submit --executor k8s --stage dpo --recipe medgo-72b-dpo --name dpo-w48 --print
 """
 
@@ -42,6 +44,8 @@ COMMAND_MODULES = (
     "medgo_trainer.prepare.pipeline",
     "medgo_trainer.registry",
     "medgo_trainer.executors.submit",
+    "medgo_trainer.loop",
+    "medgo_trainer.sft_data.cli",
 )
 
 
@@ -69,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"medgo-train {args.command}: {exc}", file=sys.stderr)
         return 1
-    except (RegistryError, CorpusFormatError, SubmitError, FileExistsError) as exc:
+    except (RegistryError, CorpusFormatError, SubmitError, FileExistsError,
+            LoopError) as exc:
         print(f"medgo-train {args.command}: {exc}", file=sys.stderr)
         return 2
     print(result if isinstance(result, str) else json.dumps(result, indent=2, ensure_ascii=False))

@@ -280,9 +280,18 @@ def _registry() -> Registry:
 
 
 def _add(args: argparse.Namespace) -> dict[str, Any]:
+    return register_run(_registry(), args.checkpoint_id, args.run, args.parent).to_dict()
+
+
+def register_run(registry: Registry, checkpoint_id: str, run: Path, parent: str | None,
+                 base: str | None = None) -> Checkpoint:
+    """Register a finished stage run (its `--out` directory) as a candidate.
+
+    `base` overrides the recipe's base when the run is served on a base that has since
+    moved (medgo-tiny is built in a staging directory, then swapped into place).
+    """
     import yaml
 
-    run = args.run
     try:
         recipe = yaml.safe_load((run / "recipe.resolved.yaml").read_text(encoding="utf-8"))
         record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -291,13 +300,12 @@ def _add(args: argparse.Namespace) -> dict[str, Any]:
     # DPO/KTO runs hold the adapter to serve on the raw base in `serving/`; a local base
     # is recorded absolute, since the inference launcher runs from another directory.
     served = run / "serving" if (run / "serving").is_dir() else run
-    base = Path(recipe["base"])
-    base_ref = str(base.resolve()) if base.exists() else recipe["base"]
-    checkpoint = _registry().register(
-        checkpoint_id=args.checkpoint_id, parent=args.parent, base=base_ref,
+    base_path = Path(base or recipe["base"])
+    base_ref = str(base_path.resolve()) if base_path.exists() else str(base_path)
+    return registry.register(
+        checkpoint_id=checkpoint_id, parent=parent, base=base_ref,
         stage=recipe["stage"], path=served.resolve(), data_sha256=record["data_hash"],
         recipe=recipe, metrics=record["metrics"])
-    return checkpoint.to_dict()
 
 
 def _promote(args: argparse.Namespace) -> dict[str, Any]:
