@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
-from medgo_inference.supervise import ServerStartError, launched_server
+from medgo_common.supervise import ServerStartError, launched_server
 
 TINY_ADAPTER = "medgo-tiny-sft"
 # CPU boot of vLLM is 25-90 s on a loaded 2-core box; leave room, fail with the log.

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medgo_common.paths import default_data_dir, default_model_dir
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
-from medgo_inference.supervise import launched_server
+from medgo_common.supervise import launched_server
 from medgo_trainer.eval.metrics import aggregate
 from medgo_trainer.eval.report import EvalReport
 from medgo_trainer.eval.runner import PlannedTask, plan_tasks, run_eval

@@ -33,7 +33,7 @@ from pathlib import Path
 import httpx
 from medgo_common.paths import default_data_dir, default_model_dir
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
-from medgo_inference.supervise import launched_server
+from medgo_common.supervise import launched_server
 
 ADAPTER = "medgo-tiny-sft"
 QUESTIONS = Path("corpus/huatuo_bentsao/benchmark_question.json")

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 from medgo_common.schemas.serving import ServingManifest
-from medgo_inference.supervise import free_port, launched_server
+from medgo_common.supervise import free_port, launched_server
 from medgo_trainer.cli import main as train
 from medgo_trainer.registry import Registry, Status
 

@@ -13,7 +13,6 @@ one line on stderr with the fix, and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -31,38 +30,28 @@ def _fail(message: str) -> int:
 def _serve() -> int:
     import uvicorn
     from medgo_common.observability import configure_logging
+    from medgo_common.startup import StartupError, bind_socket, load_settings
 
     from medgo_gateway.app import create_app
     from medgo_gateway.settings import GatewaySettings
     from medgo_gateway.spool import Spool
 
     try:
-        settings = GatewaySettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()))
-        return _fail(f"invalid setting {where or ''}: {first.get('msg')} (check MEDGO_GATEWAY_*)")
-    try:
-        Spool(settings.spool_path).close()
-    except (OSError, sqlite3.Error) as exc:
-        return _fail(
-            f"cannot open the spool {settings.spool_path}: {exc}; "
-            "set MEDGO_GATEWAY_SPOOL_PATH to a writable file"
-        )
-    try:
-        app = create_app(settings)
-    except KeysFileError as exc:
-        return _fail(f"{exc} (or set MEDGO_GATEWAY_API_KEYS_FILE)")
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        sock.close()
-        return _fail(
-            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
-            "stop the other process or set MEDGO_GATEWAY_PORT"
-        )
+        settings = load_settings(GatewaySettings)
+        try:
+            Spool(settings.spool_path).close()
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(
+                f"cannot open the spool {settings.spool_path}: {exc}; "
+                "set MEDGO_GATEWAY_SPOOL_PATH to a writable file"
+            ) from None
+        try:
+            app = create_app(settings)
+        except KeysFileError as exc:
+            raise StartupError(f"{exc} (or set MEDGO_GATEWAY_API_KEYS_FILE)") from None
+        sock = bind_socket(settings.host, settings.port, port_setting="MEDGO_GATEWAY_PORT")
+    except StartupError as exc:
+        return _fail(str(exc))
     configure_logging("gateway", settings.log_level)
     config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=10)
     uvicorn.Server(config).run(sockets=[sock])

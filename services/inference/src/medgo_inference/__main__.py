@@ -20,12 +20,12 @@ import socket
 import sys
 
 from medgo_common.observability import configure_logging
+from medgo_common.readiness import check_ready
 from pydantic import ValidationError
 
 from medgo_inference.hardware import detect_hardware
 from medgo_inference.launcher import build_argv, build_env, exec_vllm
 from medgo_inference.modeldir import ModelDirError
-from medgo_inference.readiness import check_ready
 from medgo_inference.resolve import PlanError, ServePlan, resolve_plan
 from medgo_inference.settings import InferenceSettings
 

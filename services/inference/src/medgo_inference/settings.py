@@ -13,17 +13,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from medgo_common.paths import default_model_dir
-from medgo_common.schemas.serving import SERVED_MODEL_NAME
+from medgo_common.schemas.serving import LORA_RANKS, SERVED_MODEL_NAME
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
-
-# The ranks vLLM accepts for --max-lora-rank; checked here so a typo fails at start-up
-# with our message rather than deep inside vLLM's argument parser.
-LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-
 
 class InferenceSettings(BaseSettings):
     """What to serve and how: where the checkpoint is, and vLLM's capacity knobs."""

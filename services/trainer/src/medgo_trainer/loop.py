@@ -34,6 +34,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -164,16 +167,27 @@ def dpo_recipe(opts: LoopOptions, baseline: Checkpoint, export: Path) -> Recipe:
         f"data.train=[{export}]"])
 
 
+def serve_env(opts: LoopOptions) -> dict[str, str]:
+    """`--serve-set name=value` as the inference service's environment variables."""
+    return {f"MEDGO_INFERENCE_{k.upper()}": v for k, v in opts.serve_settings.items()}
+
+
 def check_evaluation(settings: TrainerSettings, opts: LoopOptions) -> None:
     """Task names, their data, the gate policy and serve settings, checked before compute."""
-    from medgo_inference.settings import InferenceSettings
-
     from medgo_trainer.eval.gate import GatePolicy
     from medgo_trainer.eval.runner import plan_tasks
 
-    unknown = sorted(set(opts.serve_settings) - set(InferenceSettings.model_fields))
-    if unknown:
-        raise LoopError(f"--serve-set: unknown inference setting(s) {', '.join(unknown)}")
+    # The inference service validates its own settings: a dry run of its launcher
+    # (no vLLM start) rejects bad --serve-set values and an unservable manifest.
+    dry_run = subprocess.run(
+        [str(Path(sys.executable).with_name("medgo-inference")), "--dry-run"],
+        env={**os.environ, "MEDGO_INFERENCE_MANIFEST": str(settings.serving_manifest),
+             **serve_env(opts)},
+        capture_output=True, text=True, check=False,
+    )
+    if dry_run.returncode != 0:
+        lines = (dry_run.stderr or dry_run.stdout).strip().splitlines()
+        raise LoopError(f"--serve-set: {lines[-1] if lines else 'medgo-inference failed'}")
     try:
         plan_tasks(list(opts.tasks), settings.data_dir, limit=opts.limit, shots=0,
                    seed=opts.seed)
@@ -272,15 +286,15 @@ def temporary_server(base: str, adapters: dict[str, Path], opts: LoopOptions,
 
     The launcher is the inference service's production entry point; its own supervisor
     (start on a free port, wait for the model, stop the whole process group) is reused
-    rather than re-implemented — the one place the trainer imports `medgo_inference`,
-    which the loop needs installed anyway, since evaluating means serving. The LoRA
+    rather than re-implemented (`medgo_common.supervise`); the inference package must be
+    installed beside the trainer, since evaluating means serving. The LoRA
     rank reserved is the largest adapter's, rounded up to a rank vLLM accepts (a DPO
     serving adapter is SFT and DPO concatenated).
     """
     import json
 
-    from medgo_inference.settings import LORA_RANKS
-    from medgo_inference.supervise import ServerStartError, launched_server
+    from medgo_common.schemas.serving import LORA_RANKS
+    from medgo_common.supervise import ServerStartError, launched_server
 
     rank = max(json.loads((p / "adapter_config.json").read_text(encoding="utf-8"))["r"]
                for p in adapters.values())
@@ -288,7 +302,7 @@ def temporary_server(base: str, adapters: dict[str, Path], opts: LoopOptions,
         "MEDGO_INFERENCE_BASE_MODEL": base,
         "MEDGO_INFERENCE_ADAPTERS": ",".join(f"{n}={p}" for n, p in adapters.items()),
         "MEDGO_INFERENCE_MAX_LORA_RANK": str(min(r for r in LORA_RANKS if r >= rank)),
-    } | {f"MEDGO_INFERENCE_{k.upper()}": v for k, v in opts.serve_settings.items()}
+    } | serve_env(opts)
     try:
         with launched_server(env, log_path, opts.serve_timeout_s) as url:
             yield url

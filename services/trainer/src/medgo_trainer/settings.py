@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 from medgo_common.paths import default_data_dir, default_model_dir, default_var_dir
+from medgo_common.service_auth import parse_service_tokens
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -46,19 +47,7 @@ class TrainerSettings(BaseSettings):
     k8s_image: str = "registry.local/medgo/trainer:0.1.0"
     k8s_namespace: str = "medgo"
 
-    @field_validator("service_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: object) -> object:
-        """`name=token,name=token` (the feedback service's format); malformed = start-up error."""
-        if not isinstance(value, str):
-            return value
-        tokens: dict[str, str] = {}
-        for entry in filter(None, (e.strip() for e in value.split(","))):
-            name, sep, token = entry.partition("=")
-            if not sep or not name.strip() or not token.strip():
-                raise ValueError("expected `name=token` entries separated by commas")
-            tokens[name.strip()] = token.strip()
-        return tokens
+    _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
 
     @property
     def serving_manifest(self) -> Path:

@@ -14,6 +14,10 @@ from pydantic import BaseModel, Field
 
 SERVED_MODEL_NAME = "medgo"
 
+# The ranks vLLM accepts for --max-lora-rank. Inference checks its setting against them
+# at start-up; the trainer rounds a served adapter's rank up to one of them.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
 
 class AdapterRef(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

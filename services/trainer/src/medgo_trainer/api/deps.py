@@ -6,17 +6,15 @@ in (the same `Authorization: Bearer <token>` scheme as the feedback service).
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
 from medgo_common.errors import MedgoError
+from medgo_common.service_auth import authenticate_service
 
 from medgo_trainer.api.runner import JobRunner
 from medgo_trainer.api.store import JobRow
 from medgo_trainer.settings import TrainerSettings
-
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def get_settings(request: Request) -> TrainerSettings:
@@ -31,15 +29,9 @@ def require_caller(
     request: Request, settings: Annotated[TrainerSettings, Depends(get_settings)]
 ) -> str:
     """The calling service's name, or 401 when the bearer token is missing or unknown."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise MedgoError(401, "missing bearer token: send `Authorization: Bearer <token>`",
-                         code="missing_token", headers=_CHALLENGE)
-    presented = token.strip().encode()
-    for name, secret in settings.service_tokens.items():
-        if hmac.compare_digest(presented, secret.get_secret_value().encode()):
-            return name
-    raise MedgoError(401, "unknown service token", code="invalid_token", headers=_CHALLENGE)
+    return authenticate_service(
+        request.headers.get("authorization", ""), settings.service_tokens
+    )
 
 
 CallerDep = Annotated[str, Depends(require_caller)]

@@ -18,9 +18,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from medgo_common.readiness import wait_ready
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
-
-from medgo_inference.readiness import wait_ready
 
 STOP_TIMEOUT_S = 30
 LOG_TAIL_LINES = 40

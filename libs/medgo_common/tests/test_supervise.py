@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from medgo_inference.supervise import ServerStartError, launched_server
+from medgo_common.supervise import ServerStartError, launched_server
 
 
 def test_failed_start_reports_the_launcher_line(tmp_path: Path) -> None:
