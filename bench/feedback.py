@@ -3,18 +3,22 @@
 For each backend (SQLite with WAL + synchronous=FULL; a throwaway PostgreSQL 15 with
 fsync on, started from the machine's binaries), on a fresh database:
 
-1. ingest: the real service (`python -m medgo_feedback`, one uvicorn process) takes
-   `POST /v1/ratings` from `--clients` concurrent clients for `--ingest-seconds`;
-   figures = acknowledged (2xx) ratings per second, and the service process's CPU
-   time per acknowledged rating (what one dedicated core would sustain). The load
-   generator runs on the same machine and competes for the same cores.
+1. ingest: the real service (`python -m medgo_feedback`: one uvicorn process, or
+   `--workers` worker processes on PostgreSQL) takes `POST /v1/ratings` from
+   `--clients` concurrent clients for `--ingest-seconds`; figures = acknowledged (2xx)
+   ratings per second, and the service's CPU time (all its processes) per
+   acknowledged rating (what one dedicated core would sustain). The load generator
+   runs on the same machine and competes for the same cores.
 2. export: `--rows` synthetic ratings (2 raters per interaction, ~10 answers per
    prompt, 60 % acceptable, a fifth of the rejected ones corrected) are bulk-loaded,
    then `medgo-feedback-admin export dpo` streams them to /dev/null in a child
-   process; figures = wall time and that process's peak RSS (from wait4).
+   process; figures = wall time, that process's CPU time and peak RSS (from wait4).
+   Its CPU time is the figure to compare across runs on a busy machine; the wall time
+   also contains the PostgreSQL server's share and waits for a core.
 
     .venv/bin/python bench/feedback.py                 # 1,000,000 rows, both backends
     .venv/bin/python bench/feedback.py --rows 50000 --ingest-seconds 5   # quick run
+    .venv/bin/python bench/feedback.py --rows 0 --backends postgresql --workers 2
 
 Goals (issue 5): >= 2,000 ratings/s on PostgreSQL; 1M-row export < 30 s, RSS < 300 MB.
 """
@@ -60,6 +64,7 @@ class Result:
     load_s: float = 0.0
     export_rows: int = 0
     export_s: float = 0.0
+    export_cpu_s: float = 0.0
     export_rss_mb: float = 0.0
 
 
@@ -170,8 +175,17 @@ def bulk_load(settings: FeedbackSettings, rows: int) -> float:
     return time.perf_counter() - started
 
 
-def export_dpo(env: dict[str, str]) -> tuple[int, float, float]:
-    """(rows, seconds, peak RSS MB) of `medgo-feedback-admin export dpo` > /dev/null."""
+def service_cpu_s(process: psutil.Process) -> float:
+    """User + system CPU seconds of the service and its worker processes so far."""
+    total = 0.0
+    for member in [process, *process.children(recursive=True)]:
+        times = member.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def export_dpo(env: dict[str, str]) -> tuple[int, float, float, float]:
+    """(rows, seconds, CPU seconds, peak RSS MB) of `medgo-feedback-admin export dpo`."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "medgo_feedback.cli", "export", "dpo", "-o", os.devnull],
@@ -187,7 +201,7 @@ def export_dpo(env: dict[str, str]) -> tuple[int, float, float]:
     if process.returncode != 0:
         raise RuntimeError(f"export failed: {message}")
     exported = int(message.split()[1])  # "exported N dpo rows"
-    return exported, elapsed, usage.ru_maxrss / 1024
+    return exported, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def run(backend: str, args: argparse.Namespace) -> Result:
@@ -203,19 +217,21 @@ def run(backend: str, args: argparse.Namespace) -> Result:
         }
         upgrade_to_head(settings)
         if args.ingest_seconds > 0:
-            with serve_subprocess(env) as (base, process):
+            workers = args.workers if backend == "postgresql" else 1
+            serve_env = {**env, "MEDGO_FEEDBACK_WORKERS": str(workers)}
+            with serve_subprocess(serve_env) as (base, process):
                 server = psutil.Process(process.pid)
-                before = server.cpu_times()
+                before = service_cpu_s(server)
                 result.ingest_per_s, result.ingest_errors = asyncio.run(
                     ingest(base, args.clients, args.ingest_seconds)
                 )
-                after = server.cpu_times()
-                cpu_s = (after.user + after.system) - (before.user + before.system)
+                cpu_s = service_cpu_s(server) - before
                 acked = result.ingest_per_s * args.ingest_seconds
                 result.server_cpu_ms = 1000 * cpu_s / max(acked, 1)
         if args.rows > 0:
             result.load_s = bulk_load(settings, args.rows)
-            result.export_rows, result.export_s, result.export_rss_mb = export_dpo(env)
+            (result.export_rows, result.export_s, result.export_cpu_s,
+             result.export_rss_mb) = export_dpo(env)
     return result
 
 
@@ -225,19 +241,24 @@ def main() -> None:
     parser.add_argument("--ingest-seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="service worker processes (PostgreSQL only)"
+    )
     args = parser.parse_args()
     print(f"cores={os.cpu_count()} loadavg(1,5,15)={os.getloadavg()} rows={args.rows} "
-          f"clients={args.clients} ingest_seconds={args.ingest_seconds}")
+          f"clients={args.clients} ingest_seconds={args.ingest_seconds} "
+          f"postgresql_workers={args.workers}")
     results = [run(backend, args) for backend in args.backends.split(",")]
     print(f"loadavg after={os.getloadavg()}")
     header = ("backend", "ingest ratings/s", "errors", "service CPU ms/rating", "bulk load s",
-              "DPO rows", "export s", "export peak RSS MB")
+              "DPO rows", "export s", "export CPU s", "export peak RSS MB")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in results:
         print(f"| {r.backend} | {r.ingest_per_s:,.0f} | {r.ingest_errors} | "
               f"{r.server_cpu_ms:.2f} | {r.load_s:.1f} | "
-              f"{r.export_rows:,} | {r.export_s:.1f} | {r.export_rss_mb:.0f} |")
+              f"{r.export_rows:,} | {r.export_s:.1f} | {r.export_cpu_s:.1f} | "
+              f"{r.export_rss_mb:.0f} |")
 
 
 if __name__ == "__main__":

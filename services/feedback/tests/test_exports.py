@@ -65,7 +65,7 @@ def scenario(session, make_record) -> dict[str, str]:
         )
         for name, (messages, checkpoint, _) in plan.items()
     ]
-    store.add_interactions(session=session, records=records)
+    store.add_interactions(connection=session.connection(), records=records)
     session.commit()
     ids = {name: str(record.id) for name, record in zip(plan, records, strict=True)}
     for name, (_, _, votes) in plan.items():
@@ -73,7 +73,9 @@ def scenario(session, make_record) -> dict[str, str]:
             rating = RatingIn(
                 interaction_id=ids[name], rater=rater, verdict=verdict, corrected_answer=correction
             )
-            store.upsert_rating(session=session, rating=rating, idempotency_key=None)
+            store.upsert_rating(
+                connection=session.connection(), rating=rating, idempotency_key=None
+            )
             session.commit()
     return ids
 

@@ -18,7 +18,7 @@ def _count(session, model) -> int:
 def test_same_id_twice_in_one_batch_is_stored_once(session, make_record) -> None:
     body = make_record()
     record = InteractionRecord.model_validate(body)
-    counts = store.add_interactions(session=session, records=[record, record])
+    counts = store.add_interactions(connection=session.connection(), records=[record, record])
     session.commit()
     assert (counts.inserted, counts.duplicates) == (1, 1)
     assert _count(session, Interaction) == 1
@@ -38,12 +38,14 @@ def test_purge_removes_old_interactions_with_their_ratings(session, make_record)
         make_record(created_at=(now - timedelta(days=400)).isoformat())
     )
     new = InteractionRecord.model_validate(make_record(created_at=now.isoformat()))
-    store.add_interactions(session=session, records=[old, new])
+    store.add_interactions(connection=session.connection(), records=[old, new])
     for record in (old, new):
         for rater in ("dr1", "dr2"):
             rating = RatingIn(interaction_id=record.id, rater=rater, verdict="acceptable")
             store.upsert_rating(
-                session=session, rating=rating, idempotency_key=f"{record.id}-{rater}"
+                connection=session.connection(),
+                rating=rating,
+                idempotency_key=f"{record.id}-{rater}",
             )
     session.commit()
     counts = store.purge_older_than(session=session, cutoff=now - timedelta(days=365))

@@ -3,6 +3,11 @@
 Start-up problems (bad settings, no service tokens, database unreachable, port in
 use) end the process with one line on stderr saying what is wrong and how to fix it
 — no traceback, which could also carry a database URL with its password.
+
+With `MEDGO_FEEDBACK_WORKERS=N` (PostgreSQL only) uvicorn's supervisor runs N worker
+processes on the one listening socket: a rating costs under a millisecond of CPU, so
+throughput scales with cores, not with threads of one process. SQLite stays one
+process, because its single writer lock would only make the workers queue.
 """
 
 from __future__ import annotations
@@ -11,9 +16,11 @@ import socket
 import sys
 
 import uvicorn
+from fastapi import FastAPI
 from medgo_common.observability import configure_logging
 from pydantic import ValidationError
 from sqlalchemy import exc as sa_exc
+from uvicorn.supervisors import Multiprocess
 
 from medgo_feedback.app import create_app
 from medgo_feedback.db import safe_url, upgrade_to_head
@@ -38,7 +45,19 @@ def _settings() -> FeedbackSettings:
             "no service tokens: set MEDGO_FEEDBACK_SERVICE_TOKENS=gateway=<token>,"
             "trainer=<token> (the feedback API admits no anonymous caller)"
         )
+    if settings.workers > 1 and settings.is_sqlite:
+        raise StartupError(
+            "MEDGO_FEEDBACK_WORKERS > 1 needs PostgreSQL (SQLite has one writer); set it "
+            "to 1 or point MEDGO_FEEDBACK_DATABASE_URL at PostgreSQL"
+        )
     return settings
+
+
+def worker_app() -> FastAPI:
+    """The app in a worker process: the parent validated the same environment."""
+    settings = FeedbackSettings()
+    configure_logging("feedback", settings.log_level)
+    return create_app(settings)
 
 
 def _migrate(settings: FeedbackSettings) -> None:
@@ -76,8 +95,18 @@ def main() -> None:
     except StartupError as exc:
         sys.stderr.write(f"medgo-feedback: {exc}\n")
         raise SystemExit(2) from None
-    config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    if settings.workers == 1:
+        config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
+        uvicorn.Server(config).run(sockets=[sock])
+        return
+    config = uvicorn.Config(
+        "medgo_feedback.__main__:worker_app",
+        factory=True,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+    )
+    Multiprocess(config, sockets=[sock]).run()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@
 `MEDGO_FEEDBACK_SERVICE_TOKENS`, compared in constant time. Every `/v1` router is
 mounted behind it in `app.py`, so an endpoint is closed unless deliberately opened;
 with no tokens configured, nobody gets in.
+
+The dependencies that do no I/O are `async def` on purpose: FastAPI runs a plain
+`def` dependency in the thread pool, and each such hop cost more CPU than the
+rating's own SQL (see docs/benchmarks.md, "Feedback store").
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from medgo_common.errors import MedgoError
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from medgo_feedback.metrics import FeedbackMetrics
@@ -22,15 +27,19 @@ from medgo_feedback.settings import FeedbackSettings
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def get_settings(request: Request) -> FeedbackSettings:
+async def get_settings(request: Request) -> FeedbackSettings:
     return request.app.state.settings
 
 
-def get_sessionmaker(request: Request) -> sessionmaker[Session]:
+async def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessionmaker
 
 
-def get_metrics(request: Request) -> FeedbackMetrics:
+async def get_metrics(request: Request) -> FeedbackMetrics:
     return request.app.state.metrics
 
 
@@ -42,7 +51,7 @@ def get_session(
         yield session
 
 
-def require_caller(
+async def require_caller(
     request: Request, settings: Annotated[FeedbackSettings, Depends(get_settings)]
 ) -> str:
     """The calling service's name, or 401 when the bearer token is missing or unknown."""
@@ -60,6 +69,7 @@ def require_caller(
 
 
 SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 MetricsDep = Annotated[FeedbackMetrics, Depends(get_metrics)]

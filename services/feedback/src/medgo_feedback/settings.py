@@ -28,6 +28,9 @@ class FeedbackSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8002, ge=0, le=65535, description="port to listen on")
     log_level: str = Field("INFO", description="log level of the JSON logs")
+    workers: int = Field(
+        1, ge=1, description="uvicorn worker processes; more than 1 needs PostgreSQL"
+    )
 
     # -- storage
     database_url: str = Field(

@@ -11,6 +11,7 @@ Idempotency is enforced by the database, not by luck:
   a conflict.
 
 Callers commit: one request is one transaction, so nothing is ever half-written.
+The ingest functions take a Core `Connection` (the hot path); the rest an ORM `Session`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 from medgo_common.schemas.feedback import InteractionRecord, RatingIn
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -59,9 +60,8 @@ class PurgeCounts:
     ratings: int
 
 
-def _insert(session: Session, table: Any):
+def _insert(dialect: str, table: Any):
     """The dialect's INSERT, which has ON CONFLICT on both SQLite and PostgreSQL."""
-    dialect = session.get_bind().dialect.name
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
@@ -69,16 +69,43 @@ def _insert(session: Session, table: Any):
 _RATING_UPDATES = (
     "verdict", "reasons", "comment", "corrected_answer", "idempotency_key", "updated_at"
 )
+_RATINGS = Rating.__table__
+_INTERACTIONS = Interaction.__table__
 
 
 @functools.cache
 def _rating_upsert(dialect: str):
     """Built once per dialect: composing this statement costs more than running it."""
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(Rating)
+    statement = _insert(dialect, _RATINGS)
     return statement.on_conflict_do_update(
         index_elements=["interaction_id", "rater"],
         set_={key: statement.excluded[key] for key in _RATING_UPDATES},
-    ).returning(Rating)
+    ).returning(*_RATINGS.c)
+
+
+@functools.cache
+def _interactions_insert(dialect: str):
+    """Known ids are skipped by the database; RETURNING tells which rows are new."""
+    statement = _insert(dialect, _INTERACTIONS).on_conflict_do_nothing(index_elements=["id"])
+    return statement.returning(_INTERACTIONS.c.id)
+
+
+# One round trip answers both "does the interaction exist" and "is this an update".
+_RATER = bindparam("rater")
+_FIND_RATING = (
+    select(_INTERACTIONS.c.id, _RATINGS.c.id)
+    .outerjoin(
+        _RATINGS,
+        (_RATINGS.c.interaction_id == _INTERACTIONS.c.id) & (_RATINGS.c.rater == _RATER),
+    )
+    .where(_INTERACTIONS.c.id == bindparam("interaction_id"))
+)
+_RATING_BY_KEY = (
+    select(*_RATINGS.c)
+    .join(RatingKey.__table__)
+    .where(RatingKey.__table__.c.key == bindparam("key"))
+)
+_REMEMBER_KEY = insert(RatingKey.__table__)
 
 
 def prompt_messages(messages: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
@@ -100,13 +127,19 @@ def prompt_key(messages: Iterable[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def add_interactions(*, session: Session, records: Sequence[InteractionRecord]) -> IngestCounts:
-    """Insert the records whose id is new; known ids are left exactly as stored."""
-    ids = [record.id for record in records]
-    known = set(session.scalars(select(Interaction.id).where(Interaction.id.in_(ids))))
+def add_interactions(
+    *, connection: Connection, records: Sequence[InteractionRecord]
+) -> IngestCounts:
+    """Insert the records whose id is new; known ids are left exactly as stored.
+
+    Core rather than the ORM, and one INSERT for the whole batch: the database skips
+    the known ids (`ON CONFLICT DO NOTHING`) and returns the new ones, so there is no
+    separate look-up round trip.
+    """
     fresh: dict[uuid.UUID, dict[str, Any]] = {}
+    received_at = utcnow()
     for record in records:
-        if record.id in known or record.id in fresh:
+        if record.id in fresh:
             continue
         # Only role and content are kept: they are what the PHI check has read, and
         # extra OpenAI fields (`name`, tool calls) are no training data.
@@ -115,12 +148,11 @@ def add_interactions(*, session: Session, records: Sequence[InteractionRecord]) 
             **record.model_dump(exclude={"messages"}),
             "messages": messages,
             "prompt_key": prompt_key(messages),
-            "received_at": utcnow(),
+            "received_at": received_at,
         }
-    if fresh:
-        statement = _insert(session, Interaction).on_conflict_do_nothing(index_elements=["id"])
-        session.execute(statement, list(fresh.values()))
-    return IngestCounts(inserted=len(fresh), duplicates=len(records) - len(fresh))
+    statement = _interactions_insert(connection.dialect.name)
+    inserted = len(connection.execute(statement, list(fresh.values())).all())
+    return IngestCounts(inserted=inserted, duplicates=len(records) - inserted)
 
 
 def get_interaction(*, session: Session, interaction_id: uuid.UUID) -> Interaction | None:
@@ -134,25 +166,23 @@ def get_interaction(*, session: Session, interaction_id: uuid.UUID) -> Interacti
 
 
 def upsert_rating(
-    *, session: Session, rating: RatingIn, idempotency_key: str | None
-) -> tuple[Rating, RatingOutcome]:
-    """Create or update the rater's rating of the interaction (see module docstring)."""
+    *, connection: Connection, rating: RatingIn, idempotency_key: str | None
+) -> tuple[RowMapping, RatingOutcome]:
+    """Create or update the rater's rating of the interaction (see module docstring).
+
+    This is the ingest hot path, so it runs pre-built Core statements on a plain
+    connection (no ORM unit of work) and returns the stored row as a mapping.
+    """
     if idempotency_key is not None:
-        stored = session.scalar(
-            select(Rating).join(RatingKey).where(RatingKey.key == idempotency_key)
-        )
+        stored = connection.execute(_RATING_BY_KEY, {"key": idempotency_key}).mappings().first()
         if stored is not None:
-            if (stored.interaction_id, stored.rater) != (rating.interaction_id, rating.rater):
+            if (stored["interaction_id"], stored["rater"]) != (rating.interaction_id, rating.rater):
                 raise IdempotencyConflictError(
                     "this Idempotency-Key was already used for another interaction or rater"
                 )
             return stored, RatingOutcome.replayed
-    # One round trip answers both "does the interaction exist" and "is this an update".
-    mine = (Rating.interaction_id == Interaction.id) & (Rating.rater == rating.rater)
-    found = session.execute(
-        select(Interaction.id, Rating.id)
-        .outerjoin(Rating, mine)
-        .where(Interaction.id == rating.interaction_id)
+    found = connection.execute(
+        _FIND_RATING, {"interaction_id": rating.interaction_id, "rater": rating.rater}
     ).first()
     if found is None:
         raise UnknownInteractionError(f"no interaction with id {rating.interaction_id}")
@@ -169,11 +199,10 @@ def upsert_rating(
         "corrected_answer": rating.corrected_answer,
         "idempotency_key": idempotency_key,
     }
-    upsert = _rating_upsert(session.get_bind().dialect.name)
-    stored = session.scalars(upsert, params, execution_options={"populate_existing": True}).one()
+    upsert = _rating_upsert(connection.dialect.name)
+    stored = connection.execute(upsert, params).mappings().one()
     if idempotency_key is not None:
-        session.add(RatingKey(key=idempotency_key, rating_id=stored.id))
-        session.flush()
+        connection.execute(_REMEMBER_KEY, {"key": idempotency_key, "rating_id": stored["id"]})
     return stored, RatingOutcome.updated if existed else RatingOutcome.created
 
 

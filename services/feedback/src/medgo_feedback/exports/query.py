@@ -13,7 +13,9 @@ window, `since` included), `checkpoint` by the checkpoint that answered, and
 `min_raters` keeps only interactions rated by at least that many clinicians.
 
 Rows are streamed (`yield_per`: a server-side cursor on PostgreSQL, an incremental
-cursor on SQLite), so memory does not grow with the size of the export.
+cursor on SQLite), so memory does not grow with the size of the export. The query
+runs on the session's Core connection: the rows are plain tuples, and the ORM's
+per-row loading machinery would only add cost to a million-row export.
 """
 
 from __future__ import annotations
@@ -102,11 +104,10 @@ def rated_interactions(
         )
     else:
         statement = statement.order_by(Interaction.created_at, Interaction.id)
-    result = session.execute(statement, execution_options={"yield_per": batch_rows})
-    for row in result:
-        correction = None if row.accepted else row.correction
-        if correction is not None and correction.strip() == row.response.strip():
+    result = session.connection().execute(statement, execution_options={"yield_per": batch_rows})
+    for interaction_id, key, messages, response, accepted, correction in result:
+        if accepted or (correction is not None and correction.strip() == response.strip()):
             correction = None
         yield RatedInteraction(
-            row.id, row.prompt_key, row.messages, row.response, bool(row.accepted), correction
+            interaction_id, key, messages, response, bool(accepted), correction
         )

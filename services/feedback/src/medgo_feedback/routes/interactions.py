@@ -17,7 +17,7 @@ from medgo_common.schemas.feedback import InteractionBatch, InteractionRecord
 from pydantic import ValidationError
 
 from medgo_feedback import store
-from medgo_feedback.deps import MetricsDep, SessionDep, SettingsDep
+from medgo_feedback.deps import EngineDep, MetricsDep, SessionDep, SettingsDep
 from medgo_feedback.privacy import refuse_phi_in_records
 from medgo_feedback.schemas import IngestResult, InteractionPublic
 
@@ -38,7 +38,7 @@ def _parse(body: dict[str, Any]) -> tuple[list[InteractionRecord], bool]:
 def post_interactions(
     body: Annotated[dict[str, Any], Body()],
     response: Response,
-    session: SessionDep,
+    engine: EngineDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> IngestResult:
@@ -52,8 +52,8 @@ def post_interactions(
             param="records",
         )
     refuse_phi_in_records(records, batch=batch)
-    counts = store.add_interactions(session=session, records=records)
-    session.commit()
+    with engine.begin() as connection:  # committed before the answer: 2xx means durable
+        counts = store.add_interactions(connection=connection, records=records)
     metrics.interactions.labels(result="inserted").inc(counts.inserted)
     metrics.interactions.labels(result="duplicate").inc(counts.duplicates)
     if counts.inserted == 0:

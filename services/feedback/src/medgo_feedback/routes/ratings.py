@@ -1,7 +1,8 @@
 """`POST /v1/ratings`: create or update a rater's rating (201 created, 200 otherwise).
 
 The idempotency key may come as the `Idempotency-Key` header or in the body; if both
-are given they must agree.
+are given they must agree. The rating is written on a plain connection in one
+transaction that commits before the answer is sent: a 2xx means it is durable.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from medgo_common.errors import MedgoError
 from medgo_common.schemas.feedback import RatingIn
 
 from medgo_feedback import store
-from medgo_feedback.deps import MetricsDep, SessionDep
+from medgo_feedback.deps import EngineDep, MetricsDep
 from medgo_feedback.privacy import refuse_phi_in_rating
-from medgo_feedback.schemas import RatingPublic, RatingResult
+from medgo_feedback.schemas import RatingResult
 
 router = APIRouter(prefix="/v1/ratings", tags=["ratings"])
 
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1/ratings", tags=["ratings"])
 def post_rating(
     rating: RatingIn,
     response: Response,
-    session: SessionDep,
+    engine: EngineDep,
     metrics: MetricsDep,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=128)] = None,
 ) -> RatingResult:
@@ -36,12 +37,13 @@ def post_rating(
             param="idempotency_key",
         )
     refuse_phi_in_rating(rating)
-    stored, outcome = store.upsert_rating(
-        session=session, rating=rating, idempotency_key=idempotency_key or rating.idempotency_key
-    )
-    session.commit()
+    with engine.begin() as connection:
+        stored, outcome = store.upsert_rating(
+            connection=connection,
+            rating=rating,
+            idempotency_key=idempotency_key or rating.idempotency_key,
+        )
     metrics.ratings.labels(outcome=outcome.value).inc()
     if outcome is not store.RatingOutcome.created:
         response.status_code = 200
-    public = RatingPublic.model_validate(stored)
-    return RatingResult(**public.model_dump(), outcome=outcome)
+    return RatingResult(**stored, outcome=outcome)
