@@ -24,8 +24,11 @@ def _events(text: str) -> list[str]:
     return [e.removeprefix("data: ") for e in events]
 
 
-def _vllm_counts(vllm_url: str) -> tuple[float, float]:
-    text = httpx.get(vllm_url + "/metrics").text
+def _vllm_counts(vllm_url: str, http: httpx.Client | None = None) -> tuple[float, float]:
+    """vLLM's running/waiting gauges. Pass a client made before a stream starts: the
+    gateway streams from a thread of this process, and building a new client (its SSL
+    context) while that thread holds the GIL can take seconds on 2 cores."""
+    text = (http or httpx).get(vllm_url + "/metrics").text
     found = {}
     for name in ("running", "waiting"):
         match = re.search(rf"^vllm:num_requests_{name}\{{[^}}]*\}} ([0-9.]+)$", text, re.M)
@@ -111,7 +114,8 @@ def test_overload_answers_503_with_retry_after(make_settings, serve, vllm_server
         with client.stream("POST", url + CHAT, json=body, headers=keys.auth("ops")) as held:
             stream = held.iter_raw()  # kept referenced: dropping it would close the stream
             next(stream)  # the slot is taken while this stream is open
-            r = httpx.post(url + CHAT, json=_chat(max_tokens=2), headers=keys.auth("ops"))
+            # The same (already built) client: see _vllm_counts on why not a new one.
+            r = client.post(url + CHAT, json=_chat(max_tokens=2), headers=keys.auth("ops"))
             assert r.status_code == 503 and r.headers["retry-after"] == "1"
             assert r.json()["error"]["code"] == "queue_full"
             assert next(stream)  # the held stream is unaffected
@@ -129,7 +133,7 @@ def test_client_disconnect_aborts_generation(gateway, vllm_server, keys):
         stream = response.iter_raw()
         for _ in range(3):
             next(stream)
-        if _vllm_counts(vllm_server)[0] >= 1:
+        if _vllm_counts(vllm_server, client)[0] >= 1:
             seen_running.set()
     # Leaving the block closed the connection mid-stream.
     assert seen_running.is_set(), "the generation was not running while streaming"
