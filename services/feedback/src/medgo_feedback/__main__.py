@@ -12,13 +12,10 @@ process, because its single writer lock would only make the workers queue.
 
 from __future__ import annotations
 
-import socket
-import sys
-
 import uvicorn
 from fastapi import FastAPI
 from medgo_common.observability import configure_logging
-from pydantic import ValidationError
+from medgo_common.startup import StartupError, bind_socket, exit_for, load_settings
 from sqlalchemy import exc as sa_exc
 from uvicorn.supervisors import Multiprocess
 
@@ -27,19 +24,8 @@ from medgo_feedback.db import safe_url, upgrade_to_head
 from medgo_feedback.settings import FeedbackSettings
 
 
-class StartupError(Exception):
-    """A condition the operator must fix; the message is the whole explanation."""
-
-
 def _settings() -> FeedbackSettings:
-    try:
-        settings = FeedbackSettings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise StartupError(
-            f"invalid setting MEDGO_FEEDBACK_{field.upper()}: {first['msg']}"
-        ) from None
+    settings = load_settings(FeedbackSettings)
     if not settings.service_tokens:
         raise StartupError(
             "no service tokens: set MEDGO_FEEDBACK_SERVICE_TOKENS=gateway=<token>,"
@@ -71,30 +57,14 @@ def _migrate(settings: FeedbackSettings) -> None:
         ) from None
 
 
-def _listen(settings: FeedbackSettings) -> socket.socket:
-    """Bind before serving, so a taken port is reported clearly (and without a race)."""
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((settings.host, settings.port))
-    except OSError as exc:
-        sock.close()
-        raise StartupError(
-            f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); stop what "
-            "uses it or set MEDGO_FEEDBACK_PORT"
-        ) from None
-    return sock
-
-
 def main() -> None:
     try:
         settings = _settings()
         configure_logging("feedback", settings.log_level)
         _migrate(settings)
-        sock = _listen(settings)
+        sock = bind_socket(settings.host, settings.port, port_setting="MEDGO_FEEDBACK_PORT")
     except StartupError as exc:
-        sys.stderr.write(f"medgo-feedback: {exc}\n")
-        raise SystemExit(2) from None
+        exit_for("medgo-feedback", exc)
     if settings.workers == 1:
         config = uvicorn.Config(create_app(settings), log_config=None, access_log=False)
         uvicorn.Server(config).run(sockets=[sock])

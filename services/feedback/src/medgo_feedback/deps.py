@@ -12,19 +12,16 @@ rating's own SQL (see docs/benchmarks.md, "Feedback store").
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from medgo_common.errors import MedgoError
+from medgo_common.service_auth import authenticate_service
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from medgo_feedback.metrics import FeedbackMetrics
 from medgo_feedback.settings import FeedbackSettings
-
-_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 async def get_settings(request: Request) -> FeedbackSettings:
@@ -55,17 +52,9 @@ async def require_caller(
     request: Request, settings: Annotated[FeedbackSettings, Depends(get_settings)]
 ) -> str:
     """The calling service's name, or 401 when the bearer token is missing or unknown."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise MedgoError(
-            401, "missing bearer token: send `Authorization: Bearer <service token>`",
-            code="missing_token", headers=_CHALLENGE,
-        )
-    presented = token.strip().encode()
-    for name, secret in settings.service_tokens.items():
-        if hmac.compare_digest(presented, secret.get_secret_value().encode()):
-            return name
-    raise MedgoError(401, "unknown service token", code="invalid_token", headers=_CHALLENGE)
+    return authenticate_service(
+        request.headers.get("authorization", ""), settings.service_tokens
+    )
 
 
 SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from medgo_common.paths import default_var_dir
+from medgo_common.service_auth import parse_service_tokens
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -68,19 +69,7 @@ class FeedbackSettings(BaseSettings):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
 
-    @field_validator("service_tokens", mode="before")
-    @classmethod
-    def _parse_tokens(cls, value: object) -> object:
-        """Parse `name=token,name=token`; a malformed entry is a start-up error."""
-        if not isinstance(value, str):
-            return value
-        tokens: dict[str, str] = {}
-        for entry in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, token = entry.partition("=")
-            if not sep or not name.strip() or not token.strip():
-                raise ValueError("expected `name=token` entries separated by commas")
-            tokens[name.strip()] = token.strip()
-        return tokens
+    _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
 
     @property
     def is_sqlite(self) -> bool:
