@@ -24,6 +24,10 @@ import openai
 import pytest
 from medgo_common.phi import redact
 
+# A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
+MODEL_TIMEOUT_S = 60
+
+
 BIN = Path(sys.executable).parent
 BOOT_TIMEOUT_S = 90
 GATEWAY_TOKEN, TRAINER_TOKEN = "e2e-gateway-token", "e2e-trainer-token"
@@ -42,7 +46,10 @@ def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path) -> Iterato
     """Run a console script until the block ends; fail with its log if it never gets ready."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / cmd)], env=os.environ | env, stdout=out, stderr=subprocess.STDOUT,
+            [str(BIN / cmd)],
+            env=os.environ | env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -100,7 +107,9 @@ def test_chat_rate_and_export(stack: dict[str, str]) -> None:
     assert [m.id for m in client.models.list()] == ["medgo"]
 
     raw = client.chat.completions.with_raw_response.create(
-        model="medgo", messages=[{"role": "user", "content": PROMPT}], max_tokens=8,
+        model="medgo",
+        messages=[{"role": "user", "content": PROMPT}],
+        max_tokens=8,
         stream=True,
     )
     interaction_id = raw.headers["x-medgo-interaction-id"]
@@ -108,11 +117,15 @@ def test_chat_rate_and_export(stack: dict[str, str]) -> None:
     answer = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
 
     rating = {
-        "interaction_id": interaction_id, "verdict": "unacceptable",
-        "reasons": ["incomplete"], "corrected_answer": CORRECTION,
+        "interaction_id": interaction_id,
+        "verdict": "unacceptable",
+        "reasons": ["incomplete"],
+        "corrected_answer": CORRECTION,
     }
     auth = {"Authorization": f"Bearer {stack['key']}"}
-    r = httpx.post(stack["gateway"] + "/v1/feedback", json=rating, headers=auth)
+    r = httpx.post(
+        timeout=MODEL_TIMEOUT_S, url=stack["gateway"] + "/v1/feedback", json=rating, headers=auth
+    )
     # 201: stored at once; 202: queued behind the interaction record, which the gateway
     # delivers asynchronously. Either way the export below must show it.
     assert r.status_code in (201, 202), r.text
@@ -120,7 +133,9 @@ def test_chat_rate_and_export(stack: dict[str, str]) -> None:
     trainer = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
     deadline = time.monotonic() + 30
     while True:
-        export = httpx.get(stack["feedback"] + "/v1/exports/dpo", headers=trainer)
+        export = httpx.get(
+            timeout=MODEL_TIMEOUT_S, url=stack["feedback"] + "/v1/exports/dpo", headers=trainer
+        )
         rows = [json.loads(line) for line in export.text.splitlines() if line]
         if rows or time.monotonic() > deadline:
             break

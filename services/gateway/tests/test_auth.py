@@ -13,6 +13,10 @@ import httpx
 import pytest
 from medgo_gateway.policy.auth import hash_key
 
+# A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
+MODEL_TIMEOUT_S = 60
+
+
 EXE = str(Path(sys.executable).with_name("medgo-gateway"))
 
 
@@ -27,39 +31,60 @@ def _envelope(response: httpx.Response, status: int, code: str) -> dict:
 def test_missing_and_unknown_keys_get_401(make_settings, serve, keys):
     with serve(make_settings()) as url:
         chat = {"model": "medgo", "messages": [{"role": "user", "content": "你好"}]}
-        r = httpx.post(url + "/v1/chat/completions", json=chat)
+        r = httpx.post(timeout=MODEL_TIMEOUT_S, url=url + "/v1/chat/completions", json=chat)
         assert _envelope(r, 401, "missing_api_key")["type"] == "authentication_error"
         assert r.headers["www-authenticate"] == "Bearer"
-        r = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer mg-nope"})
+        r = httpx.get(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/models",
+            headers={"Authorization": "Bearer mg-nope"},
+        )
         _envelope(r, 401, "invalid_api_key")
-        r = httpx.post(url + "/v1/feedback", json={}, headers={"Authorization": "Basic eDp5"})
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/feedback",
+            json={},
+            headers={"Authorization": "Basic eDp5"},
+        )
         _envelope(r, 401, "missing_api_key")
-        metrics = httpx.get(url + "/metrics").text
+        metrics = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text
         assert 'medgo_gateway_rejections_total{reason="unauthenticated"} 3.0' in metrics
 
 
 def test_health_is_anonymous(make_settings, serve):
     with serve(make_settings()) as url:
-        assert httpx.get(url + "/healthz").json() == {"status": "ok"}
-        ready = httpx.get(url + "/readyz")
+        assert httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/healthz").json() == {"status": "ok"}
+        ready = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/readyz")
         assert ready.status_code == 503  # no inference behind this gateway
         assert "stable inference backend" in ready.json()["reason"]
-        assert "medgo_gateway_spool_depth" in httpx.get(url + "/metrics").text
+        assert (
+            "medgo_gateway_spool_depth"
+            in httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text
+        )
 
 
 def test_roles(make_settings, serve, keys):
     rating = {"interaction_id": "7d1f3c1e-8f0e-4b7e-9a55-1c1c2b0c9d11", "verdict": "acceptable"}
     with serve(make_settings()) as url:
-        r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("api_client"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/feedback",
+            json=rating,
+            headers=keys.auth("api_client"),
+        )
         _envelope(r, 403, "insufficient_role")
-        r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("ops"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + "/v1/feedback", json=rating, headers=keys.auth("ops")
+        )
         _envelope(r, 403, "insufficient_role")
         for role in ("clinician", "api_client"):
-            r = httpx.get(url + "/admin/routing", headers=keys.auth(role))
+            r = httpx.get(
+                timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth(role)
+            )
             assert _envelope(r, 403, "insufficient_role")["type"] == "permission_error"
         r = httpx.put(url + "/admin/routing", json={"canary_weight": 0.5}, headers=keys.auth("ops"))
         _envelope(r, 409, "no_canary")
-        r = httpx.get(url + "/admin/routing", headers=keys.auth("ops"))
+        r = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth("ops"))
         assert r.json() == {"canary_configured": False, "canary_weight": 0.0}
 
 
@@ -70,7 +95,7 @@ def test_ops_sets_canary_weight(make_settings, serve, keys):
         assert r.json() == {"canary_configured": True, "canary_weight": 0.25}
         r = httpx.put(url + "/admin/routing", json={"canary_weight": 2}, headers=keys.auth("ops"))
         assert r.status_code == 400 and r.json()["error"]["param"] == "canary_weight"
-        r = httpx.get(url + "/admin/routing", headers=keys.auth("ops"))
+        r = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth("ops"))
         assert r.json()["canary_weight"] == 0.25
 
 
@@ -78,7 +103,9 @@ def test_keys_cli_stores_only_the_hash_and_the_server_picks_it_up(make_settings,
     with serve(make_settings()) as url:
         done = subprocess.run(
             [EXE, "keys", "add", "--file", str(keys.file), "--name", "ops-2", "--role", "ops"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         key = done.stdout.strip()
         assert key.startswith("mg-") and len(key) > 40
@@ -87,11 +114,16 @@ def test_keys_cli_stores_only_the_hash_and_the_server_picks_it_up(make_settings,
         assert entry["sha256"] == hash_key(key) and entry["role"] == "ops"
         assert key not in keys.file.read_text()
         # No restart: the running gateway re-reads the file.
-        r = httpx.get(url + "/admin/routing", headers={"Authorization": f"Bearer {key}"})
+        r = httpx.get(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/admin/routing",
+            headers={"Authorization": f"Bearer {key}"},
+        )
         assert r.status_code == 200
     dup = subprocess.run(
         [EXE, "keys", "add", "--file", str(keys.file), "--name", "ops-2", "--role", "ops"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert dup.returncode != 0 and "already exists" in dup.stderr
 

@@ -10,6 +10,10 @@ import httpx
 import pytest
 from medgo_gateway.policy.auth import Role, add_key
 
+# A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
+MODEL_TIMEOUT_S = 60
+
+
 CHAT = "/v1/chat/completions"
 ADAPTER = "medgo-tiny-sft"
 
@@ -43,9 +47,16 @@ def gateway(make_settings, serve, vllm_server):
 
 
 def test_models_and_json_chat(gateway, keys):
-    models = httpx.get(gateway + "/v1/models", headers=keys.auth("api_client")).json()
+    models = httpx.get(
+        timeout=MODEL_TIMEOUT_S, url=gateway + "/v1/models", headers=keys.auth("api_client")
+    ).json()
     assert [(m["id"], m["root"]) for m in models["data"]] == [("medgo", ADAPTER)]
-    r = httpx.post(gateway + CHAT, json=_chat(max_tokens=5), headers=keys.auth("clinician"))
+    r = httpx.post(
+        timeout=MODEL_TIMEOUT_S,
+        url=gateway + CHAT,
+        json=_chat(max_tokens=5),
+        headers=keys.auth("clinician"),
+    )
     assert r.status_code == 200, r.text
     assert r.headers["x-medgo-checkpoint"] == ADAPTER
     assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-medgo-interaction-id"])
@@ -53,7 +64,7 @@ def test_models_and_json_chat(gateway, keys):
     assert body["object"] == "chat.completion" and body["model"] == ADAPTER
     assert body["usage"]["completion_tokens"] <= 5
     assert isinstance(body["choices"][0]["message"]["content"], str)
-    metrics = httpx.get(gateway + "/metrics").text
+    metrics = httpx.get(timeout=MODEL_TIMEOUT_S, url=gateway + "/metrics").text
     line = (
         'medgo_gateway_requests_total{checkpoint="medgo-tiny-sft",'
         'route="/v1/chat/completions",status="200"} 1.0'
@@ -64,7 +75,10 @@ def test_models_and_json_chat(gateway, keys):
 
 def test_stream_is_passed_through(gateway, keys):
     r = httpx.post(
-        gateway + CHAT, json=_chat(max_tokens=6, stream=True), headers=keys.auth("api_client")
+        timeout=MODEL_TIMEOUT_S,
+        url=gateway + CHAT,
+        json=_chat(max_tokens=6, stream=True),
+        headers=keys.auth("api_client"),
     )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
     assert r.headers["x-medgo-checkpoint"] == ADAPTER
@@ -76,12 +90,14 @@ def test_stream_is_passed_through(gateway, keys):
     assert chunks[-1]["choices"][0]["finish_reason"] in ("length", "stop")
     options = {"include_usage": True}
     r = httpx.post(
-        gateway + CHAT, json=_chat(max_tokens=6, stream=True, stream_options=options),
+        timeout=MODEL_TIMEOUT_S,
+        url=gateway + CHAT,
+        json=_chat(max_tokens=6, stream=True, stream_options=options),
         headers=keys.auth("api_client"),
     )
     chunks = [json.loads(e) for e in _events(r.text)[:-1]]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] <= 6
-    metrics = httpx.get(gateway + "/metrics").text
+    metrics = httpx.get(timeout=MODEL_TIMEOUT_S, url=gateway + "/metrics").text
     assert 'medgo_gateway_time_to_first_token_seconds_count{checkpoint="medgo-tiny-sft"}' in metrics
 
 
@@ -89,8 +105,15 @@ def test_token_quota(make_settings, serve, vllm_server, keys):
     key, _ = add_key(keys.file, name="tpm-small", role=Role.api_client, tokens_per_minute=10)
     auth = {"Authorization": f"Bearer {key}"}
     with serve(make_settings(inference_url=vllm_server)) as url:
-        assert httpx.post(url + CHAT, json=_chat(max_tokens=4), headers=auth).status_code == 200
-        r = httpx.post(url + CHAT, json=_chat(max_tokens=4), headers=auth)
+        assert (
+            httpx.post(
+                timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=_chat(max_tokens=4), headers=auth
+            ).status_code
+            == 200
+        )
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=_chat(max_tokens=4), headers=auth
+        )
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_tokens"
         assert int(r.headers["retry-after"]) >= 1
 
@@ -102,8 +125,10 @@ def test_upstream_timeout_is_504(make_settings, serve, vllm_server, keys):
         r = httpx.post(url + CHAT, json=body, headers=keys.auth("api_client"), timeout=60)
         assert r.status_code == 504
         assert r.json()["error"] == {
-            "message": "the inference backend timed out", "type": "timeout_error",
-            "param": None, "code": "upstream_timeout",
+            "message": "the inference backend timed out",
+            "type": "timeout_error",
+            "param": None,
+            "code": "upstream_timeout",
         }
 
 
@@ -119,7 +144,7 @@ def test_overload_answers_503_with_retry_after(make_settings, serve, vllm_server
             assert r.status_code == 503 and r.headers["retry-after"] == "1"
             assert r.json()["error"]["code"] == "queue_full"
             assert next(stream)  # the held stream is unaffected
-        metrics = httpx.get(url + "/metrics").text
+        metrics = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text
         assert 'medgo_gateway_rejections_total{reason="queue_full"} 1.0' in metrics
 
 
@@ -127,9 +152,12 @@ def test_client_disconnect_aborts_generation(gateway, vllm_server, keys):
     """After the client hangs up, vLLM's running and waiting counts return to 0."""
     body = _chat(max_tokens=1000, ignore_eos=True, stream=True)
     seen_running = threading.Event()
-    with httpx.Client(timeout=120) as client, client.stream(
-        "POST", gateway + CHAT, json=body, headers=keys.auth("api_client")
-    ) as response:
+    with (
+        httpx.Client(timeout=120) as client,
+        client.stream(
+            "POST", gateway + CHAT, json=body, headers=keys.auth("api_client")
+        ) as response,
+    ):
         stream = response.iter_raw()
         for _ in range(3):
             next(stream)
@@ -143,5 +171,5 @@ def test_client_disconnect_aborts_generation(gateway, vllm_server, keys):
             break
         threading.Event().wait(0.1)
     assert _vllm_counts(vllm_server) == (0.0, 0.0)
-    metrics = httpx.get(gateway + "/metrics").text
+    metrics = httpx.get(timeout=MODEL_TIMEOUT_S, url=gateway + "/metrics").text
     assert "medgo_gateway_in_flight 0.0" in metrics

@@ -10,6 +10,10 @@ import uuid
 import httpx
 from medgo_common.phi import redact
 
+# A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
+MODEL_TIMEOUT_S = 60
+
+
 CHAT = "/v1/chat/completions"
 PHI_PROMPT = "患者张三，电话13812345678，身份证号110101199003074258，头痛三天，怎么办？"
 
@@ -25,7 +29,7 @@ def _sample(text: str, sample: str) -> float:
 
 
 def _metric(url: str, sample: str) -> float:
-    return _sample(httpx.get(url + "/metrics").text, sample)
+    return _sample(httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text, sample)
 
 
 def _stream_text(body: str) -> str:
@@ -40,13 +44,18 @@ def test_streamed_chat_is_recorded_redacted_and_rated(
     settings = make_settings(inference_url=vllm_server, feedback_url=feedback.url)
     with serve(settings) as url:
         r = httpx.post(
-            url + CHAT, json=_chat(PHI_PROMPT, stream=True, max_tokens=6),
+            timeout=MODEL_TIMEOUT_S,
+            url=url + CHAT,
+            json=_chat(PHI_PROMPT, stream=True, max_tokens=6),
             headers=keys.auth("clinician"),
         )
         assert r.status_code == 200
         interaction_id = r.headers["x-medgo-interaction-id"]
-        wait(lambda: feedback.get(f"/v1/interactions/{interaction_id}").status_code == 200,
-             30, "the record to reach the feedback service")
+        wait(
+            lambda: feedback.get(f"/v1/interactions/{interaction_id}").status_code == 200,
+            30,
+            "the record to reach the feedback service",
+        )
         record = feedback.get(f"/v1/interactions/{interaction_id}").json()
         stored = json.dumps(record, ensure_ascii=False)
         for secret in ("张三", "13812345678", "110101199003074258"):
@@ -60,19 +69,30 @@ def test_streamed_chat_is_recorded_redacted_and_rated(
         assert _metric(url, 'medgo_gateway_redactions_total{type="phone"}') >= 1
 
         rating = {
-            "interaction_id": interaction_id, "verdict": "unacceptable",
-            "reasons": ["incomplete"], "comment": "请联系患者李四 13900001111 复诊",
+            "interaction_id": interaction_id,
+            "verdict": "unacceptable",
+            "reasons": ["incomplete"],
+            "comment": "请联系患者李四 13900001111 复诊",
         }
         headers = keys.auth("clinician") | {"Idempotency-Key": "rate-1"}
-        r = httpx.post(url + "/v1/feedback", json=rating, headers=headers)
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + "/v1/feedback", json=rating, headers=headers
+        )
         assert r.status_code == 201, r.text
         body = r.json()
         assert (body["rater"], body["outcome"]) == (keys.clinician_id, "created")
         assert "13900001111" not in body["comment"] and "[电话]" in body["comment"]
-        again = httpx.post(url + "/v1/feedback", json=rating, headers=headers)
+        again = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + "/v1/feedback", json=rating, headers=headers
+        )
         assert again.status_code == 200 and again.json()["id"] == body["id"]
         unknown = rating | {"interaction_id": str(uuid.uuid4())}
-        r = httpx.post(url + "/v1/feedback", json=unknown, headers=keys.auth("clinician"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/feedback",
+            json=unknown,
+            headers=keys.auth("clinician"),
+        )
         assert r.status_code == 404
 
 
@@ -83,12 +103,21 @@ def test_feedback_outage_is_spooled_and_replayed_once(
     with serve(settings) as url:
         ids = []
         for i in range(3):
-            r = httpx.post(url + CHAT, json=_chat(f"第{i}个问题：咳嗽怎么办", max_tokens=4),
-                           headers=keys.auth("clinician"))
+            r = httpx.post(
+                timeout=MODEL_TIMEOUT_S,
+                url=url + CHAT,
+                json=_chat(f"第{i}个问题：咳嗽怎么办", max_tokens=4),
+                headers=keys.auth("clinician"),
+            )
             assert r.status_code == 200  # the gateway keeps serving with feedback down
             ids.append(r.headers["x-medgo-interaction-id"])
         rating = {"interaction_id": ids[0], "verdict": "acceptable"}
-        r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/feedback",
+            json=rating,
+            headers=keys.auth("clinician"),
+        )
         assert r.status_code == 202 and r.json()["status"] == "queued"
         wait(lambda: _metric(url, "medgo_gateway_spool_depth") == 4, 30, "4 spooled items")
 
@@ -109,8 +138,12 @@ def test_spool_survives_a_gateway_crash(vllm_server, feedback, gateway_process, 
     gateway.start()
     ids = []
     for i in range(2):
-        r = httpx.post(gateway.url + CHAT, json=_chat(f"问题{i}：发烧", max_tokens=4),
-                       headers=keys.auth("api_client"), timeout=60)
+        r = httpx.post(
+            gateway.url + CHAT,
+            json=_chat(f"问题{i}：发烧", max_tokens=4),
+            headers=keys.auth("api_client"),
+            timeout=60,
+        )
         assert r.status_code == 200
         ids.append(r.headers["x-medgo-interaction-id"])
     wait(lambda: _metric(gateway.url, "medgo_gateway_spool_depth") == 2, 30, "2 spooled records")
@@ -120,7 +153,10 @@ def test_spool_survives_a_gateway_crash(vllm_server, feedback, gateway_process, 
     for interaction_id in ids:
         assert feedback.get(f"/v1/interactions/{interaction_id}").status_code == 404
     gateway.start()  # same spool file
-    wait(lambda: all(feedback.get(f"/v1/interactions/{i}").status_code == 200 for i in ids),
-         60, "the spooled records to be replayed after the restart")
+    wait(
+        lambda: all(feedback.get(f"/v1/interactions/{i}").status_code == 200 for i in ids),
+        60,
+        "the spooled records to be replayed after the restart",
+    )
     fb_metrics = feedback.get("/metrics").text
     assert _sample(fb_metrics, 'medgo_feedback_interactions_total{result="inserted"}') == 2

@@ -10,28 +10,42 @@ import httpx
 import medgo_gateway.deid as deid
 from medgo_common.phi import RedactionError
 
+# A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
+MODEL_TIMEOUT_S = 60
+
+
 CHAT = "/v1/chat/completions"
 PHI = "患者张三，电话13812345678"
 
 
 def _metric(url: str, sample: str) -> float:
-    match = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", httpx.get(url + "/metrics").text,
-                      re.M)
+    match = re.search(
+        rf"^{re.escape(sample)} ([0-9.e+]+)$",
+        httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text,
+        re.M,
+    )
     return float(match.group(1)) if match else 0.0
 
 
 def test_prompts_reach_the_model_redacted(make_settings, serve, vllm_server, keys):
     """vLLM's `echo` returns the final assistant message as the model saw it."""
     body = {
-        "model": "medgo", "max_tokens": 1, "echo": True,
-        "add_generation_prompt": False, "continue_final_message": True,
+        "model": "medgo",
+        "max_tokens": 1,
+        "echo": True,
+        "add_generation_prompt": False,
+        "continue_final_message": True,
         "messages": [{"role": "user", "content": "复述"}, {"role": "assistant", "content": PHI}],
     }
     with serve(make_settings(inference_url=vllm_server)) as url:
-        plain = httpx.post(url + CHAT, json=body, headers=keys.auth("api_client")).json()
+        plain = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=body, headers=keys.auth("api_client")
+        ).json()
         assert plain["choices"][0]["message"]["content"].startswith(PHI)
     with serve(make_settings(inference_url=vllm_server, redact_prompts=True)) as url:
-        r = httpx.post(url + CHAT, json=body, headers=keys.auth("api_client"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=body, headers=keys.auth("api_client")
+        )
         seen = r.json()["choices"][0]["message"]["content"]
         assert seen.startswith("患者[姓名]，电话[电话]") and "13812345678" not in seen
 
@@ -44,17 +58,32 @@ def test_redaction_failure_fails_closed(make_settings, serve, vllm_server, keys,
     monkeypatch.setattr(deid, "redact", _broken_redactor)
     chat = {"model": "medgo", "messages": [{"role": "user", "content": PHI}], "max_tokens": 2}
     with serve(make_settings(inference_url=vllm_server, redact_prompts=True)) as url:
-        r = httpx.post(url + CHAT, json=chat, headers=keys.auth("api_client"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=chat, headers=keys.auth("api_client")
+        )
         assert r.status_code == 503 and r.json()["error"]["code"] == "redaction_failed"
         assert _metric(url, "medgo_gateway_redaction_failures_total") == 1
     with serve(make_settings(inference_url=vllm_server)) as url:
-        r = httpx.post(url + CHAT, json=chat, headers=keys.auth("api_client"))
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=chat, headers=keys.auth("api_client")
+        )
         assert r.status_code == 200  # answering is fine; recording the clear text is not
-        wait(lambda: _metric(url, "medgo_gateway_redaction_failures_total") == 1, 10,
-             "the failed redaction to be counted")
+        wait(
+            lambda: _metric(url, "medgo_gateway_redaction_failures_total") == 1,
+            10,
+            "the failed redaction to be counted",
+        )
         assert _metric(url, "medgo_gateway_spool_depth") == 0
-        rating = {"interaction_id": r.headers["x-medgo-interaction-id"],
-                  "verdict": "unacceptable", "comment": PHI}
-        r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
+        rating = {
+            "interaction_id": r.headers["x-medgo-interaction-id"],
+            "verdict": "unacceptable",
+            "comment": PHI,
+        }
+        r = httpx.post(
+            timeout=MODEL_TIMEOUT_S,
+            url=url + "/v1/feedback",
+            json=rating,
+            headers=keys.auth("clinician"),
+        )
         assert r.status_code == 503 and r.json()["error"]["code"] == "redaction_failed"
         assert _metric(url, "medgo_gateway_spool_depth") == 0

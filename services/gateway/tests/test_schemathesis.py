@@ -29,7 +29,9 @@ def _role_for(path: str) -> str:
 def _property(operation, headers: dict[str, str]):
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        database=None,
         suppress_health_check=list(HealthCheck),
     )
     def run(case) -> None:
