@@ -198,13 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not build medgo-tiny; fail if it is missing")
     args = parser.parse_args(argv)
 
-    var_dir = Path(os.environ.get("MEDGO_VAR_DIR", ROOT / "var"))
+    var_dir = ROOT / "var"  # where every service's settings default their state to
     services: list[Service] = []
     try:
-        data_dir = Path(os.environ.get("MEDGO_DATA_DIR", ROOT.parent / "shared" / "data"))
+        data_dir = Path(os.environ.get("MEDGO_TRAINER_DATA_DIR", ROOT.parent / "shared" / "data"))
         if not (data_dir / "corpus").is_dir():
             raise StartupError(f"data folder {data_dir} not found; put the shared data there "
-                               "or set MEDGO_DATA_DIR")
+                               "or set MEDGO_TRAINER_DATA_DIR")
         if not (BIN / "medgo-gateway").exists():
             raise StartupError("the MedGo packages are not installed; run scripts/up.sh, "
                                "which installs them into .venv")
