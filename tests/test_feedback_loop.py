@@ -13,15 +13,13 @@ reports and that a failing gate changes neither the manifest nor the registry.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from medgo_common.schemas.serving import ServingManifest
-from medgo_common.supervise import free_port, launched_server
+from medgo_common.supervise import free_port, launched_process, launched_server, wait_http_ok
 from medgo_trainer.cli import main as train
 from medgo_trainer.registry import Registry, Status
 
@@ -52,30 +50,10 @@ QUESTIONS = ["高血压患者可以服用布洛芬吗？", "反复胸闷两周�
              "服用华法林需要注意什么？", "慢性咳嗽的常见原因有哪些？"]
 
 
-@contextlib.contextmanager
-def _server(cmd: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    """A console script until the block ends; fail with its log if it never gets ready."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=os.environ | env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{cmd[0]} did not start:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _server(cmd: list[str], env: dict[str, str], ready_url: str, log: Path):
+    """A console script until the block ends; fails with its log if it never gets ready."""
+    ready = functools.partial(wait_http_ok, ready_url, BOOT_TIMEOUT_S)
+    return launched_process(cmd, os.environ | env, log, ready)
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ as the local-mode launcher does.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import httpx
 import openai
 import pytest
 from medgo_common.phi import redact
+from medgo_common.supervise import launched_process, wait_http_ok
 
 # A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
 MODEL_TIMEOUT_S = 60
@@ -41,35 +41,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
-    """Run a console script until the block ends; fail with its log if it never gets ready."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / cmd)],
-            env=os.environ | env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + BOOT_TIMEOUT_S
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{cmd} did not start:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path):
+    """A console script until the block ends; fails with its log if it never gets ready."""
+    ready = functools.partial(wait_http_ok, ready_url, BOOT_TIMEOUT_S)
+    return launched_process([str(BIN / cmd)], os.environ | env, log, ready)
 
 
 @pytest.fixture

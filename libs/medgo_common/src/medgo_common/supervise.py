@@ -15,8 +15,11 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+import httpx
 
 from medgo_common.readiness import wait_ready
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
@@ -54,6 +57,46 @@ def stop_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
+def launched_process(
+    argv: list[str], env: Mapping[str, str], log_path: Path,
+    ready: Callable[[Callable[[], bool]], str | None],
+) -> Iterator[subprocess.Popen]:
+    """Run `argv` in its own process group until the block ends.
+
+    `ready(still_starting)` waits for readiness and returns None, or a reason to give
+    up; the failure message ends with the process's log tail. The whole group is
+    stopped afterwards, whatever happened.
+    """
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        reason = ready(lambda: proc.poll() is None)
+        if reason is not None:
+            raise ServerStartError(
+                f"{Path(argv[0]).name} did not start: {reason}\n"
+                f"--- {log_path} (last {LOG_TAIL_LINES} lines) ---\n{log_tail(log_path)}"
+            )
+        yield proc
+    finally:
+        stop_group(proc)
+
+
+def wait_http_ok(url: str, timeout_s: float, still_starting: Callable[[], bool]) -> str | None:
+    """Poll `url` until it answers 200 (None), the process dies or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while still_starting():
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return None
+        if time.monotonic() >= deadline:
+            return f"{url} not ready after {timeout_s:.0f} s"
+        time.sleep(0.2)
+    return "process exited while starting"
+
+
+@contextlib.contextmanager
 def launched_server(
     settings: Mapping[str, str],
     log_path: Path,
@@ -70,19 +113,9 @@ def launched_server(
     env |= settings
     url = f"http://{env['MEDGO_INFERENCE_HOST']}:{env['MEDGO_INFERENCE_PORT']}"
     launcher = str(Path(sys.executable).with_name("medgo-inference"))
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [launcher], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        reason = wait_ready(
-            url, served_model_name, timeout_s, still_starting=lambda: proc.poll() is None
-        )
-        if reason is not None:
-            raise ServerStartError(
-                f"vLLM via medgo-inference did not start: {reason}\n"
-                f"--- {log_path} (last {LOG_TAIL_LINES} lines) ---\n{log_tail(log_path)}"
-            )
+
+    def ready(still_starting: Callable[[], bool]) -> str | None:
+        return wait_ready(url, served_model_name, timeout_s, still_starting=still_starting)
+
+    with launched_process([launcher], env, log_path, ready):
         yield url
-    finally:
-        stop_group(proc)
