@@ -175,7 +175,11 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
 
 def banner(port: int, sec: dict[str, str]) -> str:
     return f"""
-MedGo is up (local mode, medgo-tiny on vLLM). Chat through the gateway:
+MedGo is up (local mode, medgo-tiny on vLLM).
+
+  Chat page: http://127.0.0.1:{port}/  (sign in with the demo clinician key below)
+
+  Or through the API:
 
   curl -s http://127.0.0.1:{port}/v1/chat/completions \\
     -H 'Authorization: Bearer {sec['clinician_key']}' -H 'Content-Type: application/json' \\

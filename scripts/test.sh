@@ -7,6 +7,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/bootstrap.sh
 source scripts/env.sh
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  # The chat page's browser tests drive Debian's Chromium (a CJK font for readable
+  # screenshots); without root they are skipped with that reason instead.
+  echo "==> chromium for the chat page's browser tests (Debian packages)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; } \
+    || echo "WARNING: could not install chromium; the browser tests will be skipped" >&2
+fi
 echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> medgo-tiny (cached after the first build)"

@@ -1,9 +1,9 @@
 """`create_app(settings)`: the gateway's one app factory.
 
-It wires middleware (request id → metrics → body limit), the routers, and the error
-envelope; the lifespan opens the one pooled HTTP client and the durable spool, starts
-the spool's delivery task, and on shutdown lets in-progress records reach the spool
-before closing it.
+It wires middleware (request id → metrics → body limit), the routers, the chat page
+and the error envelope; the lifespan opens the one pooled HTTP client and the durable
+spool, starts the spool's delivery task, and on shutdown lets in-progress records
+reach the spool before closing it.
 """
 
 from __future__ import annotations
@@ -24,8 +24,10 @@ from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.limits import BodySizeLimit
 from medgo_gateway.policy.ratelimit import RateLimiter
 from medgo_gateway.policy.safety import SafetyPolicy
+from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.recorder import Recorder
-from medgo_gateway.routes import admin, chat, feedback, models
+from medgo_gateway.routes import admin, chat, feedback, models, session
+from medgo_gateway.routes.ui import mount_ui
 from medgo_gateway.settings import GatewaySettings
 from medgo_gateway.spool import Spool
 from medgo_gateway.state import GatewayState
@@ -76,6 +78,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 settings=settings,
                 metrics=metrics,
                 keys=keys,
+                sessions=SessionSigner(
+                    settings.session_secret.get_secret_value().encode("utf-8")
+                    if settings.session_secret
+                    else None,
+                    settings.session_ttl_s,
+                ),
                 limiter=RateLimiter(),
                 admission=admission,
                 safety=SafetyPolicy(),
@@ -105,8 +113,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return "starting" if state is None else await state.upstream.readiness()
 
     app.include_router(health_router(metrics.registry, readiness))
-    for router in (chat.router, models.router, feedback.router, admin.router):
+    for router in (chat.router, models.router, feedback.router, admin.router, session.router):
         app.include_router(router)
+    mount_ui(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

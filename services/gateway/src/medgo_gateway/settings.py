@@ -71,6 +71,15 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: _default_state_dir() / "api_keys.json",
         description="JSON file of API key hashes (see `medgo-gateway keys add`)",
     )
+    session_ttl_s: int = Field(
+        8 * 3600, ge=60, le=7 * 24 * 3600,
+        description="lifetime of a chat-page session (sign-in with a key), default one shift",
+    )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key signing chat-page sessions; set the same value on every "
+        "replica (default: random per process, so sessions end on restart)",
+    )
     requests_per_minute: int = Field(60, ge=1, description="default per-key request quota")
     tokens_per_minute: int = Field(60_000, ge=1, description="default per-key token quota")
 

@@ -10,6 +10,7 @@ from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.ratelimit import RateLimiter
 from medgo_gateway.policy.safety import SafetyPolicy
+from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.recorder import Recorder
 from medgo_gateway.settings import GatewaySettings
 from medgo_gateway.upstream import Upstream
@@ -20,6 +21,7 @@ class GatewayState:
     settings: GatewaySettings
     metrics: GatewayMetrics
     keys: KeyStore
+    sessions: SessionSigner
     limiter: RateLimiter
     admission: Admission
     safety: SafetyPolicy

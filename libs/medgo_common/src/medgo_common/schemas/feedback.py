@@ -31,6 +31,19 @@ class Reason(StrEnum):
     other = "other"
 
 
+# What clinicians read on the chat page: one label per reason, kept beside the enum so
+# a new reason cannot reach the page without its label (tests check the two agree).
+REASON_LABELS_ZH: dict[Reason, str] = {
+    Reason.factual_error: "事实错误",
+    Reason.unsafe_advice: "建议不安全",
+    Reason.wrong_drug_or_dose: "药物或剂量错误",
+    Reason.incomplete: "回答不完整",
+    Reason.outdated_guideline: "依据的指南已过时",
+    Reason.irrelevant: "答非所问",
+    Reason.other: "其他",
+}
+
+
 class InteractionRecord(BaseModel):
     """One completed chat, as recorded by the gateway (streamed answers assembled)."""
 

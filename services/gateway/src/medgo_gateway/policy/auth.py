@@ -114,6 +114,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._mtime_ns = -1
         self._by_hash: dict[str, ApiKey] = {}
+        self._by_id: dict[str, ApiKey] = {}
         self.reload()
 
     def reload(self) -> None:
@@ -122,6 +123,7 @@ class KeyStore:
         keys = load_keys_file(self.path)
         with self._lock:
             self._by_hash = {k.sha256: k for k in keys.keys}
+            self._by_id = {k.id: k for k in keys.keys}
             self._mtime_ns = mtime
 
     def _maybe_reload(self) -> None:
@@ -143,3 +145,8 @@ class KeyStore:
         if entry is not None and hmac.compare_digest(entry.sha256, digest):
             return entry
         return None
+
+    def by_id(self, key_id: str) -> ApiKey | None:
+        """The key a session was issued for, if it is still in the file."""
+        self._maybe_reload()
+        return self._by_id.get(key_id)

@@ -14,11 +14,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header
 from fastapi.responses import JSONResponse
 from medgo_common.errors import ErrorResponse, MedgoError
-from medgo_common.schemas.feedback import RatingIn, Reason, Verdict
+from medgo_common.schemas.feedback import REASON_LABELS_ZH, RatingIn, Reason, Verdict
 from pydantic import BaseModel, ConfigDict, Field
 
 from medgo_gateway.deid import DeidentificationFailedError
-from medgo_gateway.deps import StateDep, require_role
+from medgo_gateway.deps import CallerDep, StateDep, require_role
 from medgo_gateway.policy.auth import ApiKey, Role
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -78,3 +78,14 @@ async def rate_answer(
     )
     status, answer = await state.recorder.rate(rating)
     return JSONResponse(answer, status_code=status)
+
+
+class ReasonOut(BaseModel):
+    value: Reason
+    label: str
+
+
+@router.get("/feedback/reasons", response_model=list[ReasonOut])
+async def list_reasons(_: CallerDep) -> list[ReasonOut]:
+    """The fixed list of reasons a rating may give, with the labels clinicians read."""
+    return [ReasonOut(value=reason, label=REASON_LABELS_ZH[reason]) for reason in Reason]

@@ -1,0 +1,118 @@
+"""Chat-page sessions and the page's static files, through the real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+from medgo_common.schemas.feedback import REASON_LABELS_ZH, Reason
+from medgo_gateway.policy.session import SessionError, SessionSigner
+
+TIMEOUT_S = 30
+
+
+def _sign_in(url: str, key: str) -> dict:
+    r = httpx.post(url + "/v1/sessions", headers={"Authorization": f"Bearer {key}"},
+                   timeout=TIMEOUT_S)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_signer_rejects_forged_tampered_and_expired_tokens():
+    signer = SessionSigner(b"secret", ttl_s=60)
+    session = signer.issue("u_0123456789abcdef", now=1000)
+    assert signer.verify(session.token, now=1059).key_id == "u_0123456789abcdef"
+    with pytest.raises(SessionError) as expired:
+        signer.verify(session.token, now=1060)
+    assert expired.value.expired
+    key_id, expiry, signature = session.token.removeprefix("ms-").split(".")
+    for forged in (
+        f"ms-{key_id}.{int(expiry) + 3600}.{signature}",  # extended by hand
+        f"ms-u_ffffffffffffffff.{expiry}.{signature}",  # someone else's id
+        SessionSigner(b"other", ttl_s=60).issue(key_id, now=1000).token,  # other secret
+        "ms-garbage",
+    ):
+        with pytest.raises(SessionError) as bad:
+            signer.verify(forged, now=1001)
+        assert not bad.value.expired
+
+
+def test_session_acts_as_its_key(make_settings, serve, keys):
+    with serve(make_settings()) as url:
+        session = _sign_in(url, keys.clinician)
+        assert session["token"].startswith("ms-")
+        assert keys.clinician not in session["token"]
+        assert session["role"] == "clinician"
+        assert session["department"] == "心内科"
+        r = httpx.get(url + "/v1/feedback/reasons", headers=_bearer(session["token"]),
+                      timeout=TIMEOUT_S)
+        assert r.status_code == 200
+        assert r.json() == [{"value": r.value, "label": REASON_LABELS_ZH[r]} for r in Reason]
+        # The session carries the key's role: an api-client session may not rate.
+        api_session = _sign_in(url, keys.api_client)
+        rating = {"interaction_id": "00000000-0000-0000-0000-000000000001",
+                  "verdict": "acceptable"}
+        r = httpx.post(url + "/v1/feedback", json=rating, headers=_bearer(api_session["token"]),
+                       timeout=TIMEOUT_S)
+        assert r.status_code == 403
+        # A session cannot mint a longer-lived one: signing in needs the key itself.
+        r = httpx.post(url + "/v1/sessions", headers=_bearer(session["token"]), timeout=TIMEOUT_S)
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "key_required"
+
+
+def test_revoking_the_key_ends_its_sessions(make_settings, serve, keys):
+    with serve(make_settings()) as url:
+        session = _sign_in(url, keys.clinician)
+        reasons = url + "/v1/feedback/reasons"
+        assert httpx.get(reasons, headers=_bearer(session["token"]),
+                         timeout=TIMEOUT_S).status_code == 200
+        data = json.loads(keys.file.read_text())
+        data["keys"] = [k for k in data["keys"] if k["id"] != keys.clinician_id]
+        keys.file.write_text(json.dumps(data))
+        r = httpx.get(reasons, headers=_bearer(session["token"]), timeout=TIMEOUT_S)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "invalid_session"
+
+
+def test_expired_session_code(make_settings, serve, keys):
+    secret = "shared-between-replicas"
+    with serve(make_settings(session_secret=secret, session_ttl_s=60)) as url:
+        # A token from another replica with the same secret, issued two minutes ago.
+        old = SessionSigner(secret.encode(), ttl_s=60).issue(keys.clinician_id,
+                                                             now=time.time() - 120)
+        r = httpx.get(url + "/v1/feedback/reasons", headers=_bearer(old.token),
+                      timeout=TIMEOUT_S)
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "session_expired"
+        fresh = SessionSigner(secret.encode(), ttl_s=60).issue(keys.clinician_id)
+        r = httpx.get(url + "/v1/feedback/reasons", headers=_bearer(fresh.token),
+                      timeout=TIMEOUT_S)
+        assert r.status_code == 200
+
+
+def test_page_is_served_without_a_key_with_a_strict_csp(make_settings, serve):
+    with serve(make_settings()) as url:
+        page = httpx.get(url + "/", timeout=TIMEOUT_S)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "default-src 'none'" in csp
+        assert 'lang="zh-CN"' in page.text
+        # Every asset the page references is bundled here (no CDN on a hospital network).
+        assert '/ui/app.js"' in page.text and '/ui/app.css"' in page.text
+        for asset in ("/ui/app.js", "/ui/markdown.js", "/ui/app.css"):
+            r = httpx.get(url + asset, timeout=TIMEOUT_S)
+            assert r.status_code == 200, asset
+            assert "http://" not in r.text and "https://" not in r.text, asset
+        assert httpx.get(url + "/ui/app.js", timeout=TIMEOUT_S).headers[
+            "content-type"].startswith(("text/javascript", "application/javascript"))
+        assert httpx.get(url + "/ui/nope.js", timeout=TIMEOUT_S).status_code == 404
+        # The page is public; the API behind it is not.
+        assert httpx.get(url + "/v1/feedback/reasons", timeout=TIMEOUT_S).status_code == 401

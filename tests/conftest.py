@@ -1,0 +1,123 @@
+"""Cross-service fixtures: the deployed stack as real console-script processes.
+
+`launch_stack(tmp_path, inference_url, ...)` starts `medgo-feedback` (SQLite) and
+`medgo-gateway` in front of any inference URL, configured only through their
+environment, with a clinician key made by the real `medgo-gateway keys add` CLI, as
+the local-mode launcher does. `stack` is that in front of the session's real vLLM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from medgo_common.supervise import launched_process, wait_http_ok
+
+BIN = Path(sys.executable).parent
+BOOT_TIMEOUT_S = 90
+GATEWAY_TOKEN, TRAINER_TOKEN = "e2e-gateway-token", "e2e-trainer-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path):
+    """A console script until the block ends; fails with its log if it never gets ready."""
+    ready = functools.partial(wait_http_ok, ready_url, BOOT_TIMEOUT_S)
+    return launched_process([str(BIN / cmd)], os.environ | env, log, ready)
+
+
+def add_key(keys_file: Path, name: str, *extra: str) -> str:
+    """A clinician key through the real CLI; returns the clear key it prints once."""
+    return subprocess.run(
+        [str(BIN / "medgo-gateway"), "keys", "add", "--file", str(keys_file),
+         "--name", name, "--role", "clinician", "--department", "心内科", *extra],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Stack:
+    gateway: str
+    feedback: str
+    key: str
+    keys_file: Path
+
+    def feedback_get(self, path: str, **params: str) -> httpx.Response:
+        """Read the feedback store as the trainer does (its service token)."""
+        return httpx.get(self.feedback + path, params=params, timeout=60,
+                         headers={"Authorization": f"Bearer {TRAINER_TOKEN}"})
+
+    def dpo_export(self, timeout_s: float = 30) -> tuple[list[dict], str]:
+        """The DPO export's rows and raw text, polled until it has rows or time is up.
+
+        A rating may be answered 202 (queued behind its interaction record, which the
+        gateway delivers asynchronously), so the export can lag the rating by a moment.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            text = self.feedback_get("/v1/exports/dpo").text
+            rows = [json.loads(line) for line in text.splitlines() if line]
+            if rows or time.monotonic() > deadline:
+                return rows, text
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def launch_stack(
+    tmp_path: Path, inference_url: str, ready_path: str = "/readyz", **gateway_env: str
+) -> Iterator[Stack]:
+    """Feedback + gateway in front of `inference_url`; extra `MEDGO_GATEWAY_*` settings.
+
+    The gateway counts as started when `ready_path` answers 200: `/readyz` needs a live
+    inference upstream, `/healthz` does not (for tests of a model that is down).
+    """
+    feedback_url = f"http://127.0.0.1:{free_port()}"
+    feedback_env = {
+        "MEDGO_FEEDBACK_PORT": feedback_url.rsplit(":", 1)[1],
+        "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
+        "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={GATEWAY_TOKEN},trainer={TRAINER_TOKEN}",
+    }
+    keys_file = tmp_path / "api_keys.json"
+    key = add_key(keys_file, "dr-e2e")
+    gateway_url = f"http://127.0.0.1:{free_port()}"
+    env = {
+        "MEDGO_GATEWAY_PORT": gateway_url.rsplit(":", 1)[1],
+        "MEDGO_GATEWAY_INFERENCE_URL": inference_url,
+        "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
+        "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
+        "MEDGO_GATEWAY_API_KEYS_FILE": str(keys_file),
+        "MEDGO_GATEWAY_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
+        **{f"MEDGO_GATEWAY_{name.upper()}": value for name, value in gateway_env.items()},
+    }
+    with (
+        _server("medgo-feedback", feedback_env, feedback_url + "/readyz", tmp_path / "fb.log"),
+        _server("medgo-gateway", env, gateway_url + ready_path, tmp_path / "gw.log"),
+    ):
+        yield Stack(gateway_url, feedback_url, key, keys_file)
+
+
+@pytest.fixture
+def stack_factory():
+    """`with stack_factory(tmp_path, inference_url, **gateway_settings) as stack:`."""
+    return launch_stack
+
+
+@pytest.fixture
+def stack(tmp_path: Path, vllm_server: str) -> Iterator[Stack]:
+    with launch_stack(tmp_path, vllm_server) as running:
+        yield running
