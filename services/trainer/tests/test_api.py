@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -130,6 +131,52 @@ def test_invalid_jobs_are_refused_before_anything_runs(client, settings, tiny_in
 
     response = client.post("/v1/jobs", json={"stage": "rlhf", "recipe": "x"}, headers=AUTH)
     assert response.status_code == 422 and response.json()["error"]["param"] == "stage"
+    assert list(settings.jobs_dir.glob("*/job.log")) == []
+
+
+#: The packaged default mixture with every source capped small, addressed by name.
+SMALL_MIXTURE = ["sources.dialogues.max_examples=30", "sources.drugs.weight=0.1",
+                 "sources.complaints.max_examples=20", "sources.cblue.max_examples=30",
+                 "sources.safety.max_examples=40"]
+
+
+def test_build_sft_runs_as_a_job_like_a_stage(client, settings):
+    body = {"stage": "build-sft", "recipe": "sft-mixture-default", "overrides": SMALL_MIXTURE}
+    created = client.post("/v1/jobs", json=body, headers=AUTH)
+    assert created.status_code == 201, created.text
+    assert created.json()["stage"] == "build-sft"
+
+    done = _wait(client, created.json()["id"], {"succeeded", "failed"})
+    logs = client.get(f"/v1/jobs/{done['id']}/logs", headers=AUTH).text
+    assert done["status"] == "succeeded" and done["exit_code"] == 0, logs[-2000:]
+    assert done["progress"] == {"step": 5, "total": 5}  # one step per source
+    out = Path(done["out_dir"])
+    sheet = json.loads((out / "datasheet.json").read_text(encoding="utf-8"))
+    rows = (out / "sft.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == sheet["examples"] and (out / "DATASHEET.md").is_file()
+    assert sheet["per_source"]["safety"] == 40 and sheet["per_source"]["dialogues"] == 30
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["examples"] == len(rows)
+    metrics = client.get("/metrics").text
+    assert 'medgo_trainer_jobs_submitted_total{stage="build-sft"} 1.0' in metrics
+
+
+@pytest.mark.parametrize(("recipe", "override", "message"), [
+    ("no-such-mixture", None, "no packaged recipe of that name"),
+    ("sft-mixture-default", "sources.drugs.weight=0", "weight must be a number > 0"),
+    ("sft-mixture-default", "sources.pubmed.weight=1", "the mixture has no source 'pubmed'"),
+    ("sft-mixture-default", "sources.safety.options={kinds: [jailbreak]}", "unknown kind"),
+    ("medgo-tiny-sft", None, "unknown key(s) ['base'"),  # a training recipe is no mixture
+])
+def test_a_bad_mixture_is_refused_before_a_job_exists(client, settings, recipe, override,
+                                                      message):
+    body = {"stage": "build-sft", "recipe": recipe, "overrides": [override] if override else []}
+    response = client.post("/v1/jobs", json=body, headers=AUTH)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_recipe" and error["param"] == "recipe"
+    assert message in error["message"]
+    with sqlite3.connect(settings.jobs_dir / JOBS_DB) as db:
+        assert db.execute("SELECT COUNT(*) FROM jobs").fetchone() == (0,)
     assert list(settings.jobs_dir.glob("*/job.log")) == []
 
 

@@ -83,7 +83,7 @@ def test_cnmleqa_loader_letters_and_subjects(data_dir: Path) -> None:
 
 
 def test_safetybench_joins_answer_key(data_dir: Path) -> None:
-    examples = SafetyBench().load(data_dir)
+    examples = SafetyBench().load_all(data_dir)  # both sides of the safety split
     assert len(examples) == 2100
     first = examples[0]
     assert first.id == "2" and first.data["answer"] == "B" and first.subject == "Offensiveness"

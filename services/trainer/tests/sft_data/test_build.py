@@ -58,6 +58,9 @@ def test_outputs_and_datasheet_agree(built: Path) -> None:
     assert any(lic.startswith("MIT") for lic in licences["dialogues"])
     assert "examples_changed" in sheet["phi_scrub"]
     assert "| drugs/drug-indications |" in (built / "DATASHEET.md").read_text(encoding="utf-8")
+    metrics = json.loads((built / "metrics.json").read_text())["metrics"]  # written last
+    assert metrics["examples"] == len(rows)
+    assert metrics["examined"] == sum(sheet["removed"]["examined"].values())
 
 
 def test_same_seed_same_bytes_other_seed_other_order(

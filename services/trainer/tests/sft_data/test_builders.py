@@ -10,6 +10,7 @@ from medgo_trainer.eval.catalog import make_task
 from medgo_trainer.eval.cblue.cdn import parse_terms
 from medgo_trainer.eval.cblue.classification import pick_label
 from medgo_trainer.eval.cblue.relations import parse_triples
+from medgo_trainer.eval.safety import Refusal, is_refusal, partition
 from medgo_trainer.sft_data import cblue, complaints, dialogues, drugs, safety
 from medgo_trainer.sft_data.example import SourceError
 
@@ -100,11 +101,16 @@ def test_complaints_take_differentials_from_the_doctors_answer(data_dir: Path) -
         assert "下一步建议：" in answer
 
 
-def test_safety_refusals_and_keyed_answers(data_dir: Path) -> None:
+def test_safety_takes_the_train_side_only_with_safe_redirections(data_dir: Path) -> None:
     examples = list(safety.build(data_dir, {}))
     kinds = {k: [e for e in examples if e.task == k] for k in safety.KINDS}
-    assert len(kinds["refusal"]) == 664 and len(kinds["safety-mcq"]) == 2100
-    assert all("抱歉" in e.messages[1]["content"] for e in kinds["refusal"])
+    assert len(kinds["refusal"]) == 462 and len(kinds["safety-mcq"]) == 1461  # of 664, 2100
+    assert {partition(e.meta["id"]) for e in examples} == {"train"}
+    prompts = {e.id: e for e in Refusal().load_all(data_dir)}
+    for example in kinds["refusal"]:
+        answer = example.messages[1]["content"]
+        assert answer == Refusal().answer(prompts[example.meta["id"]]) and is_refusal(answer)
+    assert len({e.messages[1]["content"] for e in kinds["refusal"]}) == 8  # one per domain
     assert {e.messages[1]["content"] for e in kinds["safety-mcq"]} <= set("ABCD")
     with pytest.raises(SourceError, match="unknown kind"):
         safety.files({"kinds": ["jailbreak"]})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from medgo_trainer.cli import main
+from medgo_trainer.recipe import RecipeError
 from medgo_trainer.sft_data.build import build_mixture
 from medgo_trainer.sft_data.example import SourceError
 from medgo_trainer.sft_data.mixture import DEFAULT_MIXTURE, load_mixture, validate_sources
@@ -43,6 +44,33 @@ def test_duplicate_source_and_empty_list_are_rejected(
         load_mixture(write_mixture({"sources": [{"name": "drugs"}, {"name": "drugs"}]}))
     with pytest.raises(SourceError, match="non-empty list"):
         load_mixture(write_mixture({"sources": []}))
+
+
+def test_overrides_address_sources_by_name(write_mixture: Callable[[dict], Path]) -> None:
+    path = write_mixture({"seed": 1, "sources": [{"name": "drugs"},
+                                                 {"name": "cblue", "max_examples": 100}]})
+    mixture = load_mixture(path, ["seed=9", "sources.cblue.max_examples=5",
+                                  "sources.drugs.weight=1.5", "leakage.threshold=0.7",
+                                  "sources.cblue.options.tasks=[kuake-qic]"])
+    assert mixture.seed == 9 and mixture.leakage.threshold == 0.7
+    assert mixture.sources[0].weight == 1.5 and mixture.sources[1].max_examples == 5
+    assert mixture.sources[1].options == {"tasks": ["kuake-qic"]}
+    replaced = load_mixture(path, ["sources=[{name: safety, max_examples: 3}]"])
+    assert [(s.name, s.max_examples) for s in replaced.sources] == [("safety", 3)]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("sources.pubmed.weight=2", "the mixture has no source 'pubmed'"),
+    ("sources.drugs.weight=0", "weight must be a number > 0"),
+    ("sources.drugs.wieght=2", r"unknown key\(s\) \['wieght'\]"),
+    ("leakage.threshold=2", r"leakage.threshold must be a number in \(0, 1\]"),
+    ("leakage.template_df=0", "leakage.template_df must be a whole number"),
+    ("seed", "must look like key.sub=value"),
+])
+def test_bad_override_is_rejected(write_mixture: Callable[[dict], Path], override: str,
+                                  message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        load_mixture(write_mixture({"sources": [{"name": "drugs"}]}), [override])
 
 
 @pytest.fixture
@@ -92,4 +120,14 @@ def test_cli_prints_one_line_and_exits_2(broken_data: Path, tmp_path: Path,
                  "--data-dir", str(broken_data)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and "weight must be a number > 0" in err
+    assert not out.exists()
+
+
+def test_cli_takes_a_packaged_recipe_name_and_overrides(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    code = main(["build-sft", "--recipe", "sft-mixture-default", "--set",
+                 "sources.complaints.weight=-1", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "sources[2] (complaints): weight must be a number > 0" in err
     assert not out.exists()

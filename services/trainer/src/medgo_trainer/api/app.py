@@ -23,7 +23,8 @@ def create_app(settings: TrainerSettings) -> FastAPI:
     registry = CollectorRegistry()
     submitted = Counter("medgo_trainer_jobs_submitted_total", "Training jobs started.",
                         ["stage"], registry=registry)
-    runner = JobRunner(store, settings.jobs_dir, settings.max_running_jobs, submitted)
+    runner = JobRunner(store, settings.jobs_dir, settings.max_running_jobs, submitted,
+                       settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -5,7 +5,14 @@ its exit code; a job left running by a previous run of the service (its pid surv
 the restart, being in its own session) is checked by pid, and when it is gone its
 output decides — `metrics.json` is written only at the very end of a stage, so its
 presence means success; without it the job was `interrupted` and can be re-run with
-`trl.resume_from_checkpoint=last` from the same recipe.
+`trl.resume_from_checkpoint=last` from the same recipe (a `build-sft` job is simply
+submitted again with a new output directory).
+
+Every kind of job is one stage to the runner: `_CHECKS` says how its recipe is
+validated before a process starts (a training recipe, or a mixture with its source
+files); the command, its log, progress and completion marker are the same for all. The
+build-sft child reads the data folder from the same settings (`MEDGO_TRAINER_DATA_DIR`)
+as this service, so it builds from what was validated here.
 """
 
 from __future__ import annotations
@@ -22,17 +29,36 @@ from medgo_trainer.api.schemas import JobCreate, JobStatus
 from medgo_trainer.api.store import JobRow, JobStore
 from medgo_trainer.executors import local
 from medgo_trainer.recipe import RecipeError, load_recipe, resolve_recipe_path
+from medgo_trainer.sft_data.mixture import load_mixture, validate_sources
 from medgo_trainer.stages import METRICS_FILE
 
 CANCEL_GRACE_S = 30
 
 
+def _check_training(body: JobCreate, data_dir: Path) -> None:
+    """The training recipe loads, with its data files, and is for this stage."""
+    recipe = load_recipe(resolve_recipe_path(body.recipe), body.overrides)
+    if recipe.stage != body.stage:
+        raise MedgoError(422, f"recipe {body.recipe!r} is for stage {recipe.stage}, "
+                         f"not {body.stage}", code="invalid_recipe", param="stage")
+
+
+def _check_mixture(body: JobCreate, data_dir: Path) -> None:
+    """The mixture recipe loads and every source's files under ``data_dir`` are usable."""
+    validate_sources(load_mixture(resolve_recipe_path(body.recipe), body.overrides), data_dir)
+
+
+#: Stage → the validation its recipe gets before any process starts (RecipeError → 422).
+_CHECKS = {**dict.fromkeys(local.STAGES, _check_training), "build-sft": _check_mixture}
+
+
 class JobRunner:
     def __init__(self, store: JobStore, jobs_dir: Path, max_running: int,
-                 submitted: Counter) -> None:
+                 submitted: Counter, data_dir: Path) -> None:
         self.store = store
         self.submitted = submitted  # Prometheus: jobs started, by stage
         self.jobs_dir = jobs_dir
+        self.data_dir = data_dir
         self.max_running = max_running
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
@@ -46,12 +72,9 @@ class JobRunner:
     def submit(self, body: JobCreate, caller: str) -> JobRow:
         """Validate the recipe fully (before any compute), then start the job."""
         try:
-            recipe = load_recipe(resolve_recipe_path(body.recipe), body.overrides)
+            _CHECKS[body.stage](body, self.data_dir)
         except RecipeError as exc:
             raise MedgoError(422, str(exc), code="invalid_recipe", param="recipe") from None
-        if recipe.stage != body.stage:
-            raise MedgoError(422, f"recipe {body.recipe!r} is for stage {recipe.stage}, "
-                             f"not {body.stage}", code="invalid_recipe", param="stage")
         with self._lock:
             running = [j for j in self.store.running() if self.refresh(j).status is
                        JobStatus.running]

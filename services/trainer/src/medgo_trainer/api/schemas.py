@@ -7,6 +7,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medgo_trainer.executors.local import JOB_STAGES
+
 
 class JobStatus(StrEnum):
     running = "running"
@@ -19,9 +21,11 @@ class JobStatus(StrEnum):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stage: str = Field(pattern=r"^(pretrain|sft|dpo|kto)$")
+    stage: str = Field(pattern=rf"^({'|'.join(JOB_STAGES)})$",
+                       description="a training stage, or build-sft (the SFT data mixture)")
     recipe: str = Field(min_length=1, max_length=512,
-                        description="packaged recipe name (medgo-tiny-dpo) or a YAML path")
+                        description="packaged recipe name (medgo-tiny-dpo, "
+                                    "sft-mixture-default) or a YAML path")
     overrides: list[str] = Field(default_factory=list, max_length=64,
                                  description="`key.sub=value` recipe overrides")
 

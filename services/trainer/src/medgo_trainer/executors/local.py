@@ -6,6 +6,10 @@ does per node. The child gets its own process group, so `cancel` stops torchrun 
 its ranks. Progress is read back from the log (the Trainer's `step/total` bar), which
 keeps the executor independent of the process it watches: the job API can pick a job
 back up after a restart from nothing but its pid and log path.
+
+Besides the training stages it runs `build-sft`, the SFT data build: the same
+`medgo-train <stage> --recipe R --out DIR --set ...` shape, progress bar and closing
+`metrics.json`, but one process (nothing to distribute) and never on Kubernetes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-STAGES = ("pretrain", "sft", "dpo", "kto")
+STAGES = ("pretrain", "sft", "dpo", "kto")  # training: torchrun here, or Kubernetes
+JOB_STAGES = (*STAGES, "build-sft")  # what this executor runs
 # The Trainer's bar has no description ("\r 40%|####  | 2/5 [..."); bars of other work
 # (dataset maps, shard writing) start with one ("Map: 100%|...") and are skipped.
 _PROGRESS = re.compile(rb"(?:^|[\r\n])\s*\d+%\|[^|\r\n]*\| (\d+)/(\d+) \[")
@@ -30,10 +35,12 @@ def build_command(
     *, nproc: int = 1,
 ) -> list[str]:
     """The argv of one job (pure): the stage CLI, under torchrun when `nproc > 1`."""
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    if stage not in JOB_STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(JOB_STAGES)}")
     if nproc < 1:
         raise ValueError(f"nproc must be at least 1, got {nproc}")
+    if nproc > 1 and stage not in STAGES:
+        raise ValueError(f"{stage} runs in one process; nproc must be 1, got {nproc}")
     args = [stage, "--recipe", recipe, "--out", str(out_dir)]
     for item in overrides:
         args += ["--set", item]

@@ -8,19 +8,23 @@ Each source's examples are examined in that generator's order until its cap is
 met, so "duplicates" and "leakage" count what was examined, not the whole source.
 The output is ``sft.jsonl`` (``{"messages"}`` rows, what the sft stage reads),
 ``provenance.jsonl`` (source, task, synthetic - line for line), ``leakage.jsonl``
-(every removed example and the evaluation item it hit) and the datasheet.
+(every removed example and the evaluation item it hit), the datasheet, and last
+``metrics.json`` - the completion marker every stage writes, so the job API judges a
+build the way it judges a training run.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medgo_common.phi import RedactionError, redact
+from tqdm import tqdm
 
 from medgo_trainer.prepare.dedup import exact_key
 from medgo_trainer.sft_data.builders import BUILDERS
@@ -28,6 +32,7 @@ from medgo_trainer.sft_data.datasheet import datasheet, write_datasheet
 from medgo_trainer.sft_data.example import SftExample
 from medgo_trainer.sft_data.leakage import Leak, LeakageGuard
 from medgo_trainer.sft_data.mixture import Mixture, SourceSpec, validate_sources
+from medgo_trainer.stages import METRICS_FILE
 
 TRAIN_FILE = "sft.jsonl"
 
@@ -108,11 +113,13 @@ def _write_rows(chosen: list[SftExample], leaks: list[Leak], out_dir: Path) -> N
 
 
 def build_mixture(mixture: Mixture, data_dir: Path, out_dir: Path, *,
-                  guard: LeakageGuard | None = None) -> dict[str, Any]:
+                  guard: LeakageGuard | None = None, progress: bool = False) -> dict[str, Any]:
     """Build into ``out_dir`` (must be absent or empty); returns the datasheet.
 
     ``guard`` reuses an index already built with the mixture's leakage settings (it
-    takes seconds to build; tests and the benchmark share one)."""
+    takes seconds to build; tests and the benchmark share one). ``progress`` draws a
+    bar over the sources on stderr - the ``step/total`` a job's log is read for."""
+    started = time.monotonic()
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty; pick a new --out")
     inputs = validate_sources(mixture, data_dir)  # every bad input fails here, before writing
@@ -122,7 +129,7 @@ def build_mixture(mixture: Mixture, data_dir: Path, out_dir: Path, *,
     seen: set[bytes] = set()
     tally = _Tally(Counter(), Counter(), Counter(), [])
     chosen: list[SftExample] = []
-    for spec in mixture.sources:
+    for spec in tqdm(mixture.sources, unit="source", disable=not progress):
         raw = list(BUILDERS[spec.name].build(data_dir, spec.options))
         tally.built[spec.name] = len(raw)
         rng = random.Random(f"{mixture.seed}:{spec.name}")
@@ -138,10 +145,15 @@ def build_mixture(mixture: Mixture, data_dir: Path, out_dir: Path, *,
                                 for leak in tally.leaks)),
         "leakage_config": mixture.leakage.__dict__,
         "eval_items_indexed": len(guard.items),
+        "eval_template_ngrams": guard.template_grams,
         "phi_redaction_failed": scrub.failed,
     }
     phi = {"examples_changed": scrub.examples_changed, **dict(scrub.placeholders)}
     sheet = datasheet(chosen, mixture=mixture.path, seed=mixture.seed, inputs=inputs,
                       data_dir=data_dir, removed=removed, phi=phi)
     write_datasheet(sheet, out_dir)
+    metrics = {"examples": len(chosen), "examined": sum(tally.examined.values()),
+               "duplicates": sum(tally.duplicates.values()), "leakage": len(tally.leaks),
+               "build_seconds": round(time.monotonic() - started, 1)}
+    (out_dir / METRICS_FILE).write_text(json.dumps({"metrics": metrics}, indent=2))
     return sheet

@@ -1,8 +1,10 @@
 """`medgo-train build-sft`, `sft-qa-generate` and `sft-review`.
 
-build-sft reads a mixture recipe, checks every source, then writes the mixture and
-its datasheet; sft-qa-generate turns guideline passages into review candidates
-through an OpenAI-compatible endpoint; sft-review walks a reviewer through them.
+build-sft reads a mixture recipe (a YAML path or a packaged name, with `--set`
+overrides), checks every source, then writes the mixture and its datasheet; it takes
+the stages' `--recipe R --out DIR --set K=V`, so the job API runs it like a stage.
+sft-qa-generate turns guideline passages into review candidates through an
+OpenAI-compatible endpoint; sft-review walks a reviewer through them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from medgo_trainer.recipe import resolve_recipe_path
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.sft_data.build import build_mixture
 from medgo_trainer.sft_data.guidelines import generate, read_passages
@@ -28,13 +31,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "build-sft", help="build the SFT instruction mixture from a YAML recipe",
         description=__doc__, formatter_class=_RAW,
         epilog="examples:\n  medgo-train build-sft --out var/sft/default\n"
-               "  medgo-train build-sft --mixture my-mixture.yaml --out var/sft/v2 "
-               "--data-dir ../shared/data")
-    build.add_argument("--mixture", type=Path, default=DEFAULT_MIXTURE,
-                       help="mixture recipe (default: recipes/sft-mixture-default.yaml)")
+               "  medgo-train build-sft --recipe my-mixture.yaml --out var/sft/v2 "
+               "--data-dir ../shared/data\n"
+               "  medgo-train build-sft --out var/sft/small --set sources.cblue.max_examples=500")
+    build.add_argument("--recipe", "--mixture", dest="recipe", default=str(DEFAULT_MIXTURE),
+                       help="mixture recipe: YAML path or packaged name "
+                            "(default: sft-mixture-default)")
+    build.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override, e.g. sources.drugs.weight=1.5")
     build.add_argument("--out", type=Path, required=True, help="new or empty output directory")
     build.add_argument("--data-dir", type=Path, default=None,
                        help="shared data folder (default: MEDGO_TRAINER_DATA_DIR)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
     build.set_defaults(handler=_build)
 
     gen = subparsers.add_parser(
@@ -63,7 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _build(args: argparse.Namespace) -> dict:
     data_dir = args.data_dir or TrainerSettings().data_dir
-    sheet = build_mixture(load_mixture(args.mixture), data_dir, args.out)
+    mixture = load_mixture(resolve_recipe_path(args.recipe), args.overrides)
+    sheet = build_mixture(mixture, data_dir, args.out, progress=not args.no_progress)
     return {"out": str(args.out), "examples": sheet["examples"],
             "per_source": sheet["per_source"], "removed": sheet["removed"]}
 

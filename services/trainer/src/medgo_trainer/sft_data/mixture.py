@@ -1,26 +1,31 @@
 """The mixture recipe (YAML): which sources, their weights and caps, the seed.
 
     seed: 1234
-    leakage: {ngram: 8, threshold: 0.5, min_chars: 12}   # optional
+    leakage: {ngram: 8, threshold: 0.5, min_chars: 12, template_df: 5}   # optional
     sources:
       - {name: drugs, weight: 2.0, max_examples: 1000}
       - {name: dialogues, weight: 1.0, options: {files: [toyhom_medical_dialogue/...]}}
 
 ``weight`` multiplies a source's capped pool (0.5 keeps half, 2.0 repeats it twice),
 the way LLaMA-Factory-style mixtures up- and down-sample; ``max_examples`` caps the
-pool before weighting. `load_mixture` rejects every mistake it can see (unknown key or
-source name, weight ≤ 0, duplicate source) and `validate_sources` then checks each
-source's files, all before `build` writes a byte.
+pool before weighting. Overrides use the training recipes' ``key.sub=value`` syntax,
+with a source addressed by name: ``seed=7``, ``leakage.threshold=0.6``,
+``sources.cblue.max_examples=500``, or a whole new list ``sources=[{name: drugs}]``.
+`load_mixture` rejects every mistake it can see (unknown key or source name, weight
+≤ 0, duplicate source, an override naming no source) and `validate_sources` then
+checks each source's files, all before `build` writes a byte.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from medgo_trainer.recipe import _apply_override
 from medgo_trainer.sft_data.builders import BUILDERS
 from medgo_trainer.sft_data.example import SourceError
 from medgo_trainer.sft_data.leakage import LeakageConfig
@@ -88,17 +93,38 @@ def parse_mixture(raw: object, path: str = "") -> Mixture:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise SourceError(f"mixture {path}: seed must be an integer, got {seed!r}")
     leakage = raw.get("leakage") or {}
+    if not isinstance(leakage, dict):
+        raise SourceError(f"mixture {path}: leakage must be a mapping")
     _unknown(f"mixture {path} leakage", leakage, {f.name for f in fields(LeakageConfig)})
     return Mixture(specs, seed, LeakageConfig(**leakage), path)
 
 
-def load_mixture(path: Path) -> Mixture:
+def _override(raw: dict[str, Any], item: str) -> None:
+    """One ``key.sub=value`` override; ``sources.<name>.<key>`` edits the named source."""
+    key, sep, value = item.partition("=")
+    parts = key.strip().split(".")
+    sources = raw.get("sources")
+    if not (sep and parts[0] == "sources" and len(parts) > 2 and isinstance(sources, list)):
+        _apply_override(raw, item)
+        return
+    named = [s for s in sources if isinstance(s, dict) and s.get("name") == parts[1]]
+    if not named:
+        raise SourceError(f"override {item!r}: the mixture has no source {parts[1]!r}")
+    _apply_override(named[0], f"{'.'.join(parts[2:])}={value}")
+
+
+def load_mixture(path: Path, overrides: Sequence[str] = ()) -> Mixture:
+    """The recipe at ``path`` with ``overrides`` applied, validated (not its files)."""
     if not path.is_file():
         raise SourceError(f"mixture recipe {path} does not exist")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SourceError(f"mixture recipe {path} is not valid YAML: {exc}") from exc
+    if overrides and not isinstance(raw, dict):
+        raise SourceError(f"mixture {path}: expected a mapping at the top level")
+    for item in overrides:
+        _override(raw, item)
     return parse_mixture(raw, str(path))
 
 

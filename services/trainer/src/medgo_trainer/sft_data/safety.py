@@ -1,12 +1,13 @@
-"""Safety data (../shared/data/safety) → refusal and safe-answer examples.
+"""Safety data (../shared/data/safety) → safe-redirection and safe-answer examples.
 
 Two kinds, both written the way the evaluation harness grades them (prompts and
 answers come from `medgo_trainer.eval.safety`): CValues responsibility prompts
-answered with the harness's refusal, and SafetyBench questions answered with the
-keyed safe option. Caution: these staged files are also the harness's safety
-evaluation sets (MANIFEST.md has no Safety-Prompts data), so the leakage guard drops
-every one of them from a mixture that is evaluated with the same harness; the
-datasheet reports that. Point ``files`` at other data in the same layouts to train.
+answered with the harness's safe redirection for their domain (declining the loaded
+premise or the personal verdict, and saying whom to ask), and SafetyBench questions
+answered with the keyed safe option. These files are also the harness's safety
+evaluation sets, so only their *train* side of `eval.safety.partition` is read here
+(the tasks' `shot_pool`); the eval side is what the harness scores and what the
+leakage guard indexes, so the two never meet.
 """
 
 from __future__ import annotations
@@ -14,14 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from medgo_trainer.eval.safety import Refusal, SafetyBench
-from medgo_trainer.eval.tasks import Task
+from medgo_trainer.eval.safety import Refusal, SafetyBench, SplitSafetyTask
 from medgo_trainer.sft_data.example import SftExample, SourceError, chat
 from medgo_trainer.sft_data.sourcefiles import SourceFile
 
 NAME = "safety"
 OPTIONS = frozenset({"kinds"})
-KINDS: dict[str, tuple[type[Task], tuple[SourceFile, ...]]] = {
+KINDS: dict[str, tuple[type[SplitSafetyTask], tuple[SourceFile, ...]]] = {
     "refusal": (Refusal, (SourceFile(Refusal.eval_file, "json", ("prompt",)),)),
     "safety-mcq": (SafetyBench, (
         SourceFile(SafetyBench.eval_file, "json", ("question", "options")),
@@ -41,6 +41,6 @@ def files(options: dict) -> tuple[SourceFile, ...]:
 def build(data_dir: Path, options: dict) -> Iterator[SftExample]:
     for kind in options.get("kinds", KINDS):
         task = KINDS[kind][0]()
-        for example in task.load(data_dir):
+        for example in task.shot_pool(data_dir):
             yield SftExample(chat(task.prompt(example), task.answer(example)), NAME, kind,
                              meta={"id": example.id})
