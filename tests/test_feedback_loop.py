@@ -128,6 +128,9 @@ def test_ratings_become_the_served_checkpoint(
     new_id = result["promoted"]
     assert new_id.startswith("medgo-tiny-dpo-") and new_id != "medgo-tiny-sft"
     assert result["pairs"] == PAIRS
+    # SFT 8 + DPO 8 = 16 fits medgo-tiny's max_serving_rank: concatenated exactly.
+    assert result["metrics"]["serving_rank"] == 16
+    assert "serving_exact_rank" not in result["metrics"]
 
     registry = Registry(model_dir)
     assert ServingManifest.load(manifest).checkpoint_id == new_id

@@ -1,7 +1,10 @@
-"""The weekly loop's script (deploy/k8s/components/feedback-loop/feedback-loop.sh) run
-for real against the real feedback service (`medgo-feedback` on SQLite, a free port):
-it streams last week's DPO pairs into the export file with the trainer's token, and
-with fewer pairs than its threshold stops before submitting any training job."""
+"""The weekly loop's entry (deploy/k8s/components/feedback-loop/feedback-loop.sh) run for
+real: the script execs `medgo-train loop --executor k8s` with last week as `--since`,
+against the real feedback service (`medgo-feedback` on SQLite, a free port). With fewer
+pairs than the CronJob's threshold it exits cleanly before anything is written or any
+job is submitted (the kubeconfig points at a closed port, so any API call would fail
+the run); a refused token fails it loudly. The loop's Kubernetes steps themselves are
+tested in services/trainer/tests/test_executors.py."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -22,6 +25,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "k8s" / "components" / "feedback-loop" / "feedback-loop.sh"
 TRAINER_TOKEN = "trainer-loop-test-token"
+KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "http://127.0.0.1:{port}"}}]
+users: [{name: none, user: {token: unused}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: medgo}}]
+current-context: none
+"""
 
 
 def _free_port() -> int:
@@ -62,12 +73,13 @@ def feedback_url(tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def _rate_with_correction(url: str, n: int) -> None:
+def _rate_with_correction(url: str, n: int, days_ago: int = 0) -> None:
     auth = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
+    created = datetime.now(UTC) - timedelta(days=days_ago)
     for i in range(n):
         record = {
             "id": str(uuid.uuid4()),
-            "created_at": datetime.now(UTC).isoformat(),
+            "created_at": created.isoformat(),
             "user_id": "u-test",
             "checkpoint_id": "medgo-tiny-sft",
             "messages": [{"role": "user", "content": f"高血压患者第{i}个问题：饮食要注意什么？"}],
@@ -82,47 +94,43 @@ def _rate_with_correction(url: str, n: int) -> None:
         assert httpx.post(f"{url}/v1/ratings", json=rating, headers=auth).is_success
 
 
-def test_loop_exports_last_weeks_pairs_and_stops_below_threshold(
+def _run_script(feedback_url: str, token: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG.replace("{port}", str(_free_port())), encoding="utf-8")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # medgo-train
+        "KUBECONFIG": str(kubeconfig),
+        "MEDGO_TRAINER_MODEL_DIR": str(tmp_path / "models"),
+        "MEDGO_TRAINER_FEEDBACK_URL": feedback_url,
+        "MEDGO_TRAINER_FEEDBACK_TOKEN": token,
+    }
+    return subprocess.run(
+        ["sh", str(SCRIPT), "--recipe", "medgo-72b-dpo", "--id-prefix", "medgo-72b",
+         "--min-pairs", "10", "--skip-if-few-pairs"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_a_quiet_week_exports_last_weeks_pairs_and_stops_cleanly(
     feedback_url: str, tmp_path: Path
 ) -> None:
+    _rate_with_correction(feedback_url, 2, days_ago=10)  # before last week: not exported
     _rate_with_correction(feedback_url, 3)
-    data_root = tmp_path / "data"
-    env = {
-        # the script calls python3.11, as in the trainer image: put ours first on PATH
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "MEDGO_TRAINER_FEEDBACK_URL": feedback_url,
-        "MEDGO_TRAINER_FEEDBACK_TOKEN": TRAINER_TOKEN,
-    }
-    proc = subprocess.run(
-        ["sh", str(SCRIPT), "10", str(data_root)], env=env, capture_output=True, text=True,
-        timeout=120,
-    )
+    proc = _run_script(feedback_url, TRAINER_TOKEN, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "3 DPO pairs" in proc.stdout
-    assert "no training run this week" in proc.stdout
-    (export,) = data_root.glob("exports/*/dpo.jsonl")
-    rows = [json.loads(line) for line in export.read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 3
-    assert {json.dumps(row["chosen"], ensure_ascii=False) for row in rows} == {
-        json.dumps(rows[0]["chosen"], ensure_ascii=False)
-    }
-    assert "应低盐饮食" in json.dumps(rows[0]["chosen"], ensure_ascii=False)
-    assert "多吃咸菜" in json.dumps(rows[0]["rejected"], ensure_ascii=False)
-    assert not list(data_root.glob("exports/*/*.part"))
+    lines = proc.stdout.splitlines()
+    result = json.loads("\n".join(lines[lines.index("{"):]))
+    assert result == {"skipped": "only 3 DPO pairs in the export, fewer than --min-pairs 10",
+                      "pairs": 3}
+    assert "nothing to train this time" in proc.stderr
+    assert not (tmp_path / "models").exists()  # no export kept, no registry, no checkpoint
 
 
-def test_loop_fails_loudly_when_feedback_refuses_its_token(
+def test_the_loop_fails_loudly_when_feedback_refuses_its_token(
     feedback_url: str, tmp_path: Path
 ) -> None:
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "MEDGO_TRAINER_FEEDBACK_URL": feedback_url,
-        "MEDGO_TRAINER_FEEDBACK_TOKEN": "wrong-token",
-    }
-    proc = subprocess.run(
-        ["sh", str(SCRIPT), "10", str(tmp_path / "data")], env=env, capture_output=True,
-        text=True, timeout=120,
-    )
-    assert proc.returncode != 0
-    assert "401" in proc.stderr
-    assert not list((tmp_path / "data").glob("exports/*/dpo.jsonl"))
+    proc = _run_script(feedback_url, "wrong-token", tmp_path)
+    assert proc.returncode == 2
+    assert "medgo-train loop: feedback export refused (401)" in proc.stderr
+    assert not (tmp_path / "models").exists()

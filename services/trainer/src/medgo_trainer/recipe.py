@@ -112,6 +112,16 @@ class Recipe:
         seed (`int`, *optional*, defaults to `42`):
             Seeds weight initialisation, LoRA initialisation, data order and dropout;
             copied into `trl.seed` / `trl.data_seed` unless those are given.
+
+        > Parameters that control serving (dpo and kto only)
+
+        max_serving_rank (`int` or `None`, *optional*, defaults to `None`):
+            Largest LoRA rank of the adapter served after this run (`<out>/serving/`, the
+            previous adapter and the new delta combined). The exact concatenation has the
+            sum of their ranks, which grows every round of the feedback loop; above this
+            cap it is compressed to this rank by SVD (`stages.preference`). One of the
+            ranks vLLM accepts (`LORA_RANKS`), and at most the inference service's
+            `max_lora_rank`. `None` always keeps the exact concatenation.
     """
 
     stage: Stage
@@ -122,6 +132,7 @@ class Recipe:
     lora: dict[str, Any] | None = None
     trl: dict[str, Any] = field(default_factory=dict)
     seed: int = 42
+    max_serving_rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -250,6 +261,7 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
             f"adapter: stage {recipe.stage} needs the SFT adapter as its reference policy "
             "(set adapter: <path to the SFT adapter>)"
         )
+    _check_serving_rank(recipe)
     if not recipe.data.train:
         raise RecipeError("data.train: at least one training file is required")
     if recipe.data.max_train_samples is not None and recipe.data.max_train_samples < 1:
@@ -264,6 +276,21 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
     build_lora_config(recipe)
     for data_file in (recipe.data.train + recipe.data.eval) if check_data else ():
         check_data_file(Path(data_file), recipe.stage)
+
+
+def _check_serving_rank(recipe: Recipe) -> None:
+    """A cap vLLM could not be configured with would only fail at serving time."""
+    from medgo_common.schemas.serving import LORA_RANKS
+
+    cap = recipe.max_serving_rank
+    if cap is None:
+        return
+    if recipe.stage not in ("dpo", "kto"):
+        raise RecipeError(f"max_serving_rank: only dpo and kto compose a serving adapter, "
+                          f"not stage {recipe.stage}")
+    if isinstance(cap, bool) or cap not in LORA_RANKS:
+        raise RecipeError(f"max_serving_rank: {cap!r} is not a rank vLLM accepts "
+                          f"({', '.join(map(str, LORA_RANKS))})")
 
 
 def check_data_file(path: Path, stage: str) -> None:

@@ -46,6 +46,10 @@ class TrainerSettings(BaseSettings):
     # Kubernetes executor (medgo-train submit --executor k8s).
     k8s_image: str = "registry.local/medgo/trainer:0.1.0"
     k8s_namespace: str = "medgo"
+    k8s_inference_image: str = Field(
+        default="registry.local/medgo/inference:0.1.0",
+        description="vLLM sidecar of the feedback loop's evaluation Job (`loop --executor k8s`).",
+    )
 
     _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
 

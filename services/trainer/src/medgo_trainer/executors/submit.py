@@ -62,15 +62,7 @@ def _submit(args: argparse.Namespace) -> Any:
                             overrides=args.overrides)
     if args.print_only:
         return objects
-    from kubernetes import client, config
-    from kubernetes.config.config_exception import ConfigException
-
-    try:
-        config.load_config()  # in-cluster service account, or ~/.kube/config
-    except ConfigException as exc:
-        raise k8s.SubmitError(f"no Kubernetes configuration ({exc}); set KUBECONFIG, run "
-                              "in-cluster, or use --print to render the manifests only") from None
-    with client.ApiClient() as api:
+    with k8s.connect() as api:  # in-cluster service account, or ~/.kube/config
         return k8s.submit(objects, api, dry_run=args.dry_run)
 
 

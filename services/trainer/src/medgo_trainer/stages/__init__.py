@@ -137,8 +137,23 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
     return finish(trainer, recipe, out_dir, tokenizer=tokenizer)
 
 
-def finish(trainer: Any, recipe: Recipe, out_dir: Path, *, tokenizer: Any) -> RunResult:
-    """Train-side bookkeeping common to all stages: evaluate, save, record."""
+def finish(
+    trainer: Any,
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    tokenizer: Any,
+    after_save: Callable[[], dict[str, float]] | None = None,
+) -> RunResult:
+    """
+    Train-side bookkeeping common to all stages: evaluate, save, record.
+
+    `trainer.save_model` (not `model.save_pretrained`) because under ZeRO-3 the weights
+    are sharded across ranks: it gathers them and lets only the main process write.
+    Only the main process records the run, and `metrics.json` is written last — after
+    `after_save` (the preference stages compose the served adapter there) — because
+    its presence is what tells the job API and the loop that the run is complete.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics: dict[str, float] = {}
     if trainer.eval_dataset is not None:  # the starting point, so the gain is visible
@@ -152,10 +167,14 @@ def finish(trainer: Any, recipe: Recipe, out_dir: Path, *, tokenizer: Any) -> Ru
         metrics["tokens_per_second"] = tokens / max(metrics["train_seconds"], 1e-9)
     if trainer.eval_dataset is not None:
         metrics.update(held_out_metrics(trainer))
-    trainer.model.save_pretrained(out_dir)
+    trainer.save_model(str(out_dir))
+    result = RunResult(out_dir, metrics, out_dir / RESOLVED_RECIPE, data_snapshot_hash(recipe))
+    if not trainer.is_world_process_zero():
+        return result
     tokenizer.save_pretrained(out_dir)
-    recipe_path = recipe.save(out_dir / RESOLVED_RECIPE)
-    result = RunResult(out_dir, metrics, recipe_path, data_snapshot_hash(recipe))
+    recipe.save(result.recipe_path)
+    if after_save is not None:
+        metrics.update(after_save())
     (out_dir / METRICS_FILE).write_text(json.dumps(
         {"metrics": metrics, "data_hash": result.data_hash}, indent=2))
     return result

@@ -10,8 +10,9 @@ base + SFT adapter. The saved adapter is the DPO delta on top of the SFT-merged 
 Data: the feedback store's DPO export, `{prompt, chosen, rejected}` JSONL
 (see `stages.preference`). Resume an interrupted run with
 `--set trl.resume_from_checkpoint=last` (or a `checkpoint-N` path). `<out>/serving/` holds
-the adapter to serve on the raw base (SFT and DPO adapters concatenated, see
-`preference.compose_serving_adapter`).
+the adapter to serve on the raw base: SFT and DPO adapters concatenated, or compressed by
+SVD to the recipe's `max_serving_rank` when the concatenation would exceed it (see
+`preference.compose_serving_adapter`; its error is in `metrics.json`).
 
     medgo-train dpo --recipe medgo-tiny-dpo --out var/runs/dpo \\
         --set data.train=var/exports/dpo.jsonl
@@ -25,12 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from medgo_trainer.recipe import Recipe
-from medgo_trainer.stages import RunResult, add_stage_parser, finish, require_stage
-from medgo_trainer.stages.preference import (
-    SERVING_ADAPTER,
-    build_preference_trainer,
-    compose_serving_adapter,
-)
+from medgo_trainer.stages import RunResult, add_stage_parser, require_stage
+from medgo_trainer.stages.preference import build_preference_trainer, finish_preference
 
 
 def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> Any:
@@ -43,10 +40,7 @@ def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> An
 
 def run(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> RunResult:
     """Align `recipe.base` + SFT `recipe.adapter` on preference pairs."""
-    trainer = build_trainer(recipe, out_dir, progress=progress)
-    result = finish(trainer, recipe, out_dir, tokenizer=trainer.processing_class)
-    compose_serving_adapter(recipe.base, recipe.adapter, out_dir, out_dir / SERVING_ADAPTER)
-    return result
+    return finish_preference(build_trainer(recipe, out_dir, progress=progress), recipe, out_dir)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

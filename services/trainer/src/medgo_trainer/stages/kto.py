@@ -5,7 +5,7 @@ to pair it with; KTO (Ethayarajh et al., 2024) learns from exactly that:
 `{prompt, completion, label}` rows, `label` true for acceptable. As for DPO, the SFT
 adapter is merged into the base first and a new LoRA adapter is trained on top, so
 TRL's `ref_model=None` reference is the SFT policy, and `<out>/serving/` holds the
-SFT + KTO adapter to serve on the raw base.
+SFT + KTO adapter to serve on the raw base (within `max_serving_rank`, as for DPO).
 
     medgo-train kto --recipe medgo-tiny-kto --out var/runs/kto \\
         --set data.train=var/exports/kto.jsonl
@@ -18,12 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from medgo_trainer.recipe import Recipe
-from medgo_trainer.stages import RunResult, add_stage_parser, finish, require_stage
-from medgo_trainer.stages.preference import (
-    SERVING_ADAPTER,
-    build_preference_trainer,
-    compose_serving_adapter,
-)
+from medgo_trainer.stages import RunResult, add_stage_parser, require_stage
+from medgo_trainer.stages.preference import build_preference_trainer, finish_preference
 
 
 def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> Any:
@@ -36,10 +32,7 @@ def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> An
 
 def run(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> RunResult:
     """Align `recipe.base` + SFT `recipe.adapter` on unpaired verdicts."""
-    trainer = build_trainer(recipe, out_dir, progress=progress)
-    result = finish(trainer, recipe, out_dir, tokenizer=trainer.processing_class)
-    compose_serving_adapter(recipe.base, recipe.adapter, out_dir, out_dir / SERVING_ADAPTER)
-    return result
+    return finish_preference(build_trainer(recipe, out_dir, progress=progress), recipe, out_dir)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -15,10 +15,14 @@ ten thousand a year for MedGo), not corpora.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from medgo_trainer.recipe import Recipe, RecipeError
+from medgo_trainer.stages import RunResult, finish
+
+log = logging.getLogger(__name__)
 
 _ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 _COMPLETIONS = {"dpo": ("chosen", "rejected"), "kto": ("completion",)}
@@ -131,8 +135,26 @@ def build_preference_trainer(trainer_cls: type, recipe: Recipe, out_dir: Path, *
 SERVING_ADAPTER = "serving"
 
 
-def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path,
-                            out_dir: Path) -> Path:
+def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path) -> RunResult:
+    """
+    Train and save (`stages.finish`), composing `<out>/serving/` before the run is
+    recorded complete; its rank and compression error go into `metrics.json`.
+
+    `finish` runs the composition on the main process only: it loads the base once
+    more, and under torchrun every rank would otherwise hold its own copy of a 72B base.
+    """
+
+    def compose() -> dict[str, float]:
+        return compose_serving_adapter(recipe.base, str(recipe.adapter), out_dir,
+                                       out_dir / SERVING_ADAPTER,
+                                       max_rank=recipe.max_serving_rank)
+
+    return finish(trainer, recipe, out_dir, tokenizer=trainer.processing_class,
+                  after_save=compose)
+
+
+def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path, out_dir: Path,
+                            *, max_rank: int | None = None) -> dict[str, float]:
     """
     One LoRA adapter equal to "SFT adapter, then the DPO/KTO adapter", for the raw base.
 
@@ -140,8 +162,17 @@ def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path,
     wrong for vLLM, which applies adapters to the raw base. LoRA deltas add up
     (W + B₁A₁s₁ + B₂A₂s₂), so PEFT's `add_weighted_adapter(..., combination_type="cat")`
     concatenates them into a single adapter of rank r₁ + r₂ that is exactly the same
-    function; inference must allow that rank (`--max-lora-rank`). For a 72B base this
-    loads the base weights once on the training node, after training.
+    function. In the feedback loop `sft_adapter` is the previous round's serving
+    adapter, so that rank grows every round; above `max_rank` (vLLM's
+    `--max-lora-rank` must cover it) the summed delta is compressed instead with PEFT's
+    `combination_type="svd"`: per layer, the best rank-`max_rank` approximation of
+    B₁A₁s₁ + B₂A₂s₂ (Eckart–Young). What that costs is measured against the exact
+    concatenation, layer by layer (relative Frobenius error of the delta), returned
+    and logged. For a 72B base this loads the base weights once on the training node,
+    after training; the SVDs run on its CPUs.
+
+    Returns `serving_rank`, and after a compression `serving_exact_rank`,
+    `serving_svd_rel_error_max` and `serving_svd_rel_error_mean`.
     """
     import shutil
     import tempfile
@@ -152,10 +183,42 @@ def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path,
     model = AutoModelForCausalLM.from_pretrained(base)
     peft = PeftModel.from_pretrained(model, sft_adapter, adapter_name="sft")
     peft.load_adapter(str(delta_adapter), adapter_name="delta")
-    peft.add_weighted_adapter(["sft", "delta"], [1.0, 1.0], SERVING_ADAPTER,
-                              combination_type="cat")
+    peft.add_weighted_adapter(["sft", "delta"], [1.0, 1.0], "exact", combination_type="cat")
+    exact_rank = peft.peft_config["exact"].r
+    metrics: dict[str, float] = {"serving_rank": exact_rank}
+    served = "exact"
+    if max_rank is not None and exact_rank > max_rank:
+        served = "compressed"
+        peft.add_weighted_adapter(["sft", "delta"], [1.0, 1.0], served,
+                                  combination_type="svd", svd_rank=max_rank,
+                                  svd_full_matrices=False)
+        errors = delta_errors(peft, "exact", served)
+        metrics = {"serving_rank": max_rank, "serving_exact_rank": exact_rank,
+                   "serving_svd_rel_error_max": max(errors),
+                   "serving_svd_rel_error_mean": sum(errors) / len(errors)}
+        log.info("serving adapter: rank %d exceeds max_serving_rank %d, SVD-compressed; "
+                 "relative error of the delta over %d layers: max %.4f, mean %.4f",
+                 exact_rank, max_rank, len(errors), metrics["serving_svd_rel_error_max"],
+                 metrics["serving_svd_rel_error_mean"])
     with tempfile.TemporaryDirectory(dir=out_dir.parent) as tmp:
-        peft.save_pretrained(tmp, selected_adapters=[SERVING_ADAPTER])
+        peft.save_pretrained(tmp, selected_adapters=[served])
         shutil.rmtree(out_dir, ignore_errors=True)
-        shutil.move(str(Path(tmp) / SERVING_ADAPTER), out_dir)
-    return out_dir
+        shutil.move(str(Path(tmp) / served), out_dir)
+    return metrics
+
+
+def delta_errors(peft: Any, exact: str, approx: str) -> list[float]:
+    """‖ΔW_exact − ΔW_approx‖_F / ‖ΔW_exact‖_F for every LoRA layer holding both."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    errors = []
+    with torch.no_grad():
+        for module in peft.modules():
+            if isinstance(module, LoraLayer) and {exact, approx} <= set(module.lora_A):
+                reference = module.get_delta_weight(exact).float()
+                norm = torch.linalg.matrix_norm(reference)
+                if norm > 0:
+                    diff = reference - module.get_delta_weight(approx).float()
+                    errors.append(float(torch.linalg.matrix_norm(diff) / norm))
+    return errors
