@@ -211,7 +211,7 @@ def load_recipe(
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path} must be a mapping of keys to values")
     for item in overrides:
-        _apply_override(raw, item)
+        apply_override(raw, item)
     recipe = recipe_from_dict(raw)
     ds = recipe.trl.get("deepspeed")
     if isinstance(ds, str) and not Path(ds).is_absolute():
@@ -318,7 +318,7 @@ def check_data_file(path: Path, stage: str) -> None:
         )
 
 
-def _apply_override(raw: dict[str, Any], item: str) -> None:
+def apply_override(raw: dict[str, Any], item: str) -> None:
     """`trl.learning_rate=1e-5` → raw["trl"]["learning_rate"] = 1e-5 (YAML-typed value)."""
     key, sep, value = item.partition("=")
     parts = key.strip().split(".")

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from medgo_trainer.recipe import _apply_override
+from medgo_trainer.recipe import apply_override
 from medgo_trainer.sft_data.builders import BUILDERS
 from medgo_trainer.sft_data.example import SourceError
 from medgo_trainer.sft_data.leakage import LeakageConfig
@@ -105,12 +105,12 @@ def _override(raw: dict[str, Any], item: str) -> None:
     parts = key.strip().split(".")
     sources = raw.get("sources")
     if not (sep and parts[0] == "sources" and len(parts) > 2 and isinstance(sources, list)):
-        _apply_override(raw, item)
+        apply_override(raw, item)
         return
     named = [s for s in sources if isinstance(s, dict) and s.get("name") == parts[1]]
     if not named:
         raise SourceError(f"override {item!r}: the mixture has no source {parts[1]!r}")
-    _apply_override(named[0], f"{'.'.join(parts[2:])}={value}")
+    apply_override(named[0], f"{'.'.join(parts[2:])}={value}")
 
 
 def load_mixture(path: Path, overrides: Sequence[str] = ()) -> Mixture:
