@@ -4,6 +4,7 @@ and the per-GPU memory of the 72B recipes.
     source scripts/env.sh
     .venv/bin/python bench/trainer.py                       # everything, medgo-tiny
     .venv/bin/python bench/trainer.py --only memory prepare # no training
+    .venv/bin/python bench/trainer.py --only prepare --engines local datatrove --tasks 4
     .venv/bin/python bench/trainer.py --base DIR --adapter DIR --steps 20
 
 - *train*: SFT (packing off and on) and DPO on medgo-tiny, in the same process
@@ -14,9 +15,12 @@ and the per-GPU memory of the 72B recipes.
   the wall columns whole runs (loading, checks, saving included). Each path runs twice
   in bare, pipeline, pipeline, bare order and the best of each is kept, so load drift on
   a shared machine does not land on one side.
-- *prepare*: MB/s of `prepare_corpus` over the bundled corpus plus planted
-  near-duplicates (a few characters edited per copy), and the share of planted copies
-  removed (recall) at the default threshold.
+- *prepare*: MB/s over the bundled corpus plus planted near-duplicates (a few
+  characters edited per copy), and the share of planted copies removed (recall) at the
+  default threshold, for each engine on the same input: `local` (`prepare_corpus`,
+  `--workers` processes) and `datatrove` (`prepare_corpus_datatrove`, `--tasks` tasks,
+  `--workers` at a time, datatrove's LocalPipelineExecutor). MB/s is wall time over
+  raw input bytes, start-up of each engine's processes included.
 - *memory*: model-state memory per GPU for Qwen2-72B, computed from its config (exact
   parameter count on the meta device) for full fine-tuning and for the recipes' LoRA,
   under ZeRO-2 and ZeRO-3 on 8 and 64 GPUs, next to DeepSpeed's own estimator.
@@ -173,35 +177,43 @@ def _edit(text: str, rng: random.Random, edits: int) -> str:
     return "".join(chars)
 
 
-def bench_prepare(work: Path, planted: int, workers: int) -> list[str]:
+def bench_prepare(work: Path, planted: int, workers: int, engines: list[str],
+                  tasks: int) -> list[str]:
     from medgo_trainer.prepare.clean import read_documents
     from medgo_trainer.prepare.pipeline import PrepareConfig, prepare_corpus
+    from medgo_trainer.prepare.scaleout import ScaleOutConfig, prepare_corpus_datatrove
 
     corpus = default_data_dir() / "corpus"
     rng = random.Random(0)
     originals = [d for d in read_documents(corpus / "huatuo_bentsao/llama_data.json")
                  if len(d.text) >= 150][:planted]
-    lines = ["| corpus | workers | MB | docs in | kept | exact dups | near dups "
-             "| MB/s | planted recall |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| corpus | engine | tasks / workers | MB | docs in | kept | exact dups | near dups "
+             "| MB/s | planted recall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for edits_per_100 in (1, 3):
         src = work / f"raw-{edits_per_100}"
         src.mkdir()
         copies = [{"id": f"planted-{i}", "text": _edit(d.text, rng, len(d.text) * edits_per_100
                                                        // 100)} for i, d in enumerate(originals)]
         _write(src / "zz_planted.jsonl", copies)
-        inputs = [corpus, src]
-        out = work / f"prepared-{edits_per_100}"
-        report = prepare_corpus(inputs, out, PrepareConfig(workers=workers))
-        kept_planted = sum(1 for shard in out.glob("part-*.jsonl") for line in shard.open()
-                           if json.loads(line)["source"] == "zz_planted.jsonl")
-        recall = 1 - kept_planted / len(copies)
-        mb = report.input_bytes / 1e6
-        lines.append(f"| bundled corpus + {len(copies)} copies with {edits_per_100}% of chars "
-                     f"edited | {workers} | {mb:.1f} | {report.input.docs:,} | "
-                     f"{report.kept.docs:,} | {report.removed['exact_dup'].docs:,} | "
-                     f"{report.removed['near_dup'].docs:,} | {mb / report.seconds:.2f} | "
-                     f"{recall:.1%} |")
-        print(lines[-1], flush=True)
+        for engine in engines:
+            out = work / f"prepared-{edits_per_100}-{engine}"
+            if engine == "local":
+                report = prepare_corpus([corpus, src], out, PrepareConfig(workers=workers))
+            else:
+                report = prepare_corpus_datatrove([corpus, src], out,
+                                                  ScaleOutConfig(tasks=tasks, workers=workers))
+            kept_planted = sum(1 for shard in out.glob("part-*.jsonl") for line in shard.open()
+                               if json.loads(line)["source"] == "zz_planted.jsonl")
+            recall = 1 - kept_planted / len(copies)
+            mb = report.input_bytes / 1e6
+            parallel = f"{tasks} / {workers}" if engine == "datatrove" else f"- / {workers}"
+            lines.append(f"| bundled corpus + {len(copies)} copies with {edits_per_100}% of "
+                         f"chars edited | {engine} | {parallel} | {mb:.1f} | "
+                         f"{report.input.docs:,} | {report.kept.docs:,} | "
+                         f"{report.removed['exact_dup'].docs:,} | "
+                         f"{report.removed['near_dup'].docs:,} | {mb / report.seconds:.2f} | "
+                         f"{recall:.1%} |")
+            print(lines[-1], flush=True)
     return lines
 
 
@@ -266,13 +278,16 @@ def main() -> None:
                         help="runs per path (2: ABBA order, best of two)")
     parser.add_argument("--planted", type=int, default=500, help="planted near-duplicates")
     parser.add_argument("--workers", type=int, default=2, help="prepare processes")
+    parser.add_argument("--engines", nargs="+", choices=("local", "datatrove"),
+                        default=["local", "datatrove"], help="prepare engines to compare")
+    parser.add_argument("--tasks", type=int, default=4, help="datatrove prepare tasks")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         work = Path(tmp)
         if "memory" in args.only:
             bench_memory()
         if "prepare" in args.only:
-            bench_prepare(work, args.planted, args.workers)
+            bench_prepare(work, args.planted, args.workers, args.engines, args.tasks)
         if "train" in args.only:
             bench_train(args.base.resolve(), args.adapter.resolve(), args.steps, work,
                         args.repeats)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -10,48 +9,10 @@ import pytest
 from medgo_common.paths import default_data_dir
 from medgo_trainer.prepare.clean import CorpusFormatError, read_documents
 from medgo_trainer.prepare.pipeline import PrepareConfig, prepare_corpus
-
-LONG = (
-    "高血压患者应当长期规律服用降压药物，定期监测血压，低盐低脂饮食，适量运动，"
-    "戒烟限酒，保持情绪稳定，如出现头晕头痛胸闷等症状应及时就医复诊。"
-)
+from medgo_trainer.prepare.scaleout import ScaleOutConfig, prepare_corpus_datatrove
 
 
-def _kept(out: Path) -> list[dict]:
-    rows = []
-    for shard in sorted(out.glob("part-*.jsonl")):
-        rows += [json.loads(line) for line in shard.read_text(encoding="utf-8").splitlines()]
-    return rows
-
-
-@pytest.fixture
-def corpus(tmp_path: Path) -> Path:
-    src = tmp_path / "raw"
-    src.mkdir()
-    records = [
-        {"问": "高血压怎么办？", "答": LONG},  # kept
-        {"问": "高血压怎么办？", "答": LONG},  # exact duplicate
-        {"问": "高血压怎么办？", "答": LONG.replace("适量运动", "适当运动")},  # near duplicate
-        {"问": "短", "答": "太短"},  # length
-        {"问": "What is hypertension?", "答": "High blood pressure " * 5},  # language
-        {"问": "点击查看更多", "答": "版权所有 某某网站"},  # boilerplate only
-        {"text": "患者张三，男，45岁，电话13812345678，空腹血糖偏高，需调整胰岛素剂量并复查。"},
-        {"text": "ＡＢＣ试验阳性提示感染，建议结合临床症状与血常规结果综合判断，必要时治疗。"},
-    ]
-    (src / "a.jsonl").write_text(
-        "\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8"
-    )
-    with (src / "b.csv").open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["department", "title", "ask", "answer"])
-        writer.writeheader()
-        row = {"department": "心内科", "title": "胸闷", "ask": "气短", "answer": LONG[::-1]}
-        writer.writerow(row)
-    gastritis = "慢性胃炎需要规律饮食，避免辛辣刺激食物，必要时胃镜检查。"
-    (src / "c.txt").write_text(f"版权所有\n\n{gastritis}\n")
-    return src
-
-
-def test_each_step_removes_what_it_should(corpus: Path, tmp_path: Path) -> None:
+def test_each_step_removes_what_it_should(corpus: Path, tmp_path: Path, shard_rows) -> None:
     out = tmp_path / "out"
     report = prepare_corpus([corpus], out, PrepareConfig())
 
@@ -66,7 +27,7 @@ def test_each_step_removes_what_it_should(corpus: Path, tmp_path: Path) -> None:
     }
     assert report.input.docs == 11
     assert report.kept.docs == 5
-    rows = _kept(out)
+    rows = shard_rows(out)
     assert [r["source"] for r in rows] == ["a.jsonl", "a.jsonl", "a.jsonl", "b.csv", "c.txt"]
     texts = "\n".join(r["text"] for r in rows)
     # PHI scrubbed, NFKC applied, labels (department) not part of the text.
@@ -79,21 +40,30 @@ def test_each_step_removes_what_it_should(corpus: Path, tmp_path: Path) -> None:
     assert not list(out.glob(".prepare-*"))
 
 
-def test_parallel_run_gives_the_same_shards(corpus: Path, tmp_path: Path) -> None:
+def test_parallel_run_gives_the_same_shards(corpus: Path, tmp_path: Path, shard_rows) -> None:
     one = prepare_corpus([corpus], tmp_path / "one", PrepareConfig(workers=1, batch_docs=3))
     two = prepare_corpus([corpus], tmp_path / "two", PrepareConfig(workers=2, batch_docs=3))
     assert one.snapshot_sha256 == two.snapshot_sha256
-    assert _kept(tmp_path / "one") == _kept(tmp_path / "two")
+    assert shard_rows(tmp_path / "one") == shard_rows(tmp_path / "two")
 
 
-def test_malformed_file_is_a_clear_error_and_writes_nothing(tmp_path: Path) -> None:
+ENGINES = {
+    "local": lambda src, out: prepare_corpus(src, out, PrepareConfig()),
+    "datatrove": lambda src, out: prepare_corpus_datatrove(
+        src, out, ScaleOutConfig(tasks=2, workers=1)),
+}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_malformed_file_is_a_clear_error_and_writes_nothing(
+        engine: str, tmp_path: Path, long_text: str) -> None:
     src = tmp_path / "raw"
     src.mkdir()
-    (src / "ok.jsonl").write_text(json.dumps({"text": LONG}, ensure_ascii=False) + "\n")
+    (src / "ok.jsonl").write_text(json.dumps({"text": long_text}, ensure_ascii=False) + "\n")
     (src / "zz.jsonl").write_text('{"text": "broken\n')
     out = tmp_path / "out"
     with pytest.raises(CorpusFormatError, match=r"zz.jsonl:1: invalid JSON line"):
-        prepare_corpus([src], out, PrepareConfig())
+        ENGINES[engine]([src], out)
     assert list(out.iterdir()) == []
 
 
@@ -113,3 +83,16 @@ def test_reads_the_bundled_corpus_formats() -> None:
     txt_docs = list(read_documents(corpus / "medicalgpt/medical_corpus.txt"))
     assert len(csv_docs) > 100 and all(d.text for d in csv_docs)
     assert txt_docs[0].text.startswith("肛门病变")  # a JSON line read as a record, not raw JSON
+
+
+def test_nested_chat_records_keep_their_text() -> None:
+    """ShareGPT turns and Huatuo's list-valued fields are text, not dropped as empty."""
+    corpus = default_data_dir() / "corpus"
+    sharegpt = next(read_documents(corpus / "medicalgpt/medical_sft_1K_format.jsonl"))
+    first = json.loads(
+        (corpus / "medicalgpt/medical_sft_1K_format.jsonl").read_text(encoding="utf-8")
+        .splitlines()[0])
+    turns = [turn["value"] for turn in first["conversations"]]
+    assert sharegpt.text == "\n".join(turns)  # the texts, without the "human"/"gpt" labels
+    huatuo = next(read_documents(corpus / "zhongjing/huatuo26M_test_first3000.json"))
+    assert huatuo.text.startswith("做了腰间盘穿丁手术后") and "问题分析" in huatuo.text

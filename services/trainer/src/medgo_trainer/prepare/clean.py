@@ -12,14 +12,16 @@ import csv
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".txt", ".csv")
 
 # Fields that label a record rather than carry its text.
-_NON_TEXT_KEYS = frozenset({"id", "id_", "label", "department", "category", "icd-10 chapter"})
+_NON_TEXT_KEYS = frozenset(
+    {"id", "id_", "label", "department", "category", "icd-10 chapter", "from", "role"}
+)
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -99,15 +101,29 @@ def clean_text(text: str, config: CleanConfig) -> tuple[str | None, str | None]:
 
 
 def record_text(record: object) -> str:
-    """The text of one record: its string values joined, labels and ids left out."""
+    """
+    The text of one record: its string values joined, labels and ids left out.
+
+    Values may nest, as chat corpora do: a list of strings (Huatuo's `output: [...]`) or
+    of turn objects (ShareGPT's `conversations: [{from, value}]`) contributes each text.
+    """
     if isinstance(record, str):
         return record
     if not isinstance(record, dict):
         raise CorpusFormatError(f"expected a JSON object or string, got {type(record).__name__}")
-    parts = [
-        v for k, v in record.items() if isinstance(v, str) and k.lower() not in _NON_TEXT_KEYS
-    ]
-    return "\n".join(parts)
+    return "\n".join(_texts(record))
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key.lower() not in _NON_TEXT_KEYS:
+                yield from _texts(item)
 
 
 def _json_records(path: Path) -> Iterator[object]:
@@ -151,8 +167,8 @@ def _csv_records(path: Path) -> Iterator[object]:
         yield from csv.DictReader(fh)
 
 
-def read_documents(path: Path) -> Iterator[Document]:
-    """Stream the documents of one corpus file (.jsonl, .json, .txt or .csv)."""
+def record_reader(path: Path) -> Callable[[Path], Iterator[object]]:
+    """The record reader for the file's format; checked up front, before anything is written."""
     readers = {".jsonl": _json_records, ".json": _json_records, ".txt": _txt_records,
                ".csv": _csv_records}
     reader = readers.get(path.suffix.lower())
@@ -160,7 +176,12 @@ def read_documents(path: Path) -> Iterator[Document]:
         raise CorpusFormatError(
             f"{path}: unsupported corpus format {path.suffix!r}; use one of {SUPPORTED_SUFFIXES}"
         )
-    for index, record in enumerate(reader(path)):
+    return reader
+
+
+def read_documents(path: Path) -> Iterator[Document]:
+    """Stream the documents of one corpus file (.jsonl, .json, .txt or .csv)."""
+    for index, record in enumerate(record_reader(path)(path)):
         yield Document(id=f"{path.stem}:{index}", text=record_text(record), source=path.name)
 
 

@@ -5,6 +5,11 @@ pool, fed in bounded batches so memory stays constant however large the corpus
 (`Pool.imap` would read the whole input ahead). De-dup is one sequential pass in the
 parent, in corpus order. Shards are written to a temporary directory and moved into
 place only when the whole corpus went through, so a bad file leaves nothing behind.
+
+`--engine datatrove` runs the same steps as datatrove stages instead (scaleout.py):
+`--tasks` shards of the corpus, `--workers` of them at a time, on this machine
+(`--executor local`) or as Slurm job arrays / Ray tasks for a corpus that one machine
+cannot hold (`--executor slurm|ray`, with `--work-dir` on shared storage).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from medgo_trainer.prepare.clean import (
     count_tokens,
     iter_corpus_files,
     read_documents,
+    record_reader,
 )
 from medgo_trainer.prepare.dedup import DedupConfig, Deduplicator, signature
 from medgo_trainer.prepare.deid import scrub
@@ -69,6 +75,13 @@ class PrepareReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> PrepareReport:
+        """Read back `report.json` (the datatrove engine's report is written by a task)."""
+        return cls(**{**data, "input": StepCount(**data["input"]),
+                      "kept": StepCount(**data["kept"]),
+                      "removed": {k: StepCount(**v) for k, v in data["removed"].items()}})
+
     def table(self) -> str:
         """The human-readable summary printed by `medgo-train prepare`."""
         rows = [("input", self.input.docs, self.input.tokens)]
@@ -83,25 +96,54 @@ class PrepareReport:
 
 
 @dataclass(frozen=True)
-class _Processed:
-    doc: Document
+class Cleaned:
     raw_tokens: int
     text: str | None
     dropped_by: str | None
     phi: Counter[str]
+
+
+def clean_and_scrub(text: str, clean: CleanConfig) -> Cleaned:
+    """The per-document work both engines share: clean, then redact (failing closed)."""
+    raw_tokens = count_tokens(text)
+    cleaned, dropped_by = clean_text(text, clean)
+    phi: Counter[str] = Counter()
+    if cleaned is not None:
+        cleaned, phi = scrub(cleaned)
+        dropped_by = None if cleaned is not None else "deid_error"
+    return Cleaned(raw_tokens, cleaned, dropped_by, phi)
+
+
+def shard_line(doc_id: str, text: str, source: str) -> str:
+    """One shard row; both engines write exactly this, so their snapshot hashes compare."""
+    return json.dumps({"id": doc_id, "text": text, "source": source}, ensure_ascii=False)
+
+
+def corpus_files(inputs: list[Path], out_dir: Path) -> list[Path]:
+    """The corpus files under `inputs`, checked with `out_dir` before anything is written."""
+    files = list(iter_corpus_files(inputs))
+    if not files:
+        raise FileNotFoundError(f"no corpus files (.jsonl/.json/.txt/.csv) under {inputs}")
+    for path in files:
+        record_reader(path)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if any(out_dir.glob("part-*.jsonl")):
+        raise FileExistsError(f"{out_dir} already holds shards; choose an empty output directory")
+    return files
+
+
+@dataclass(frozen=True)
+class _Processed:
+    doc: Document
+    cleaned: Cleaned
     hashvalues: np.ndarray | None
 
 
 def _process(doc: Document, *, clean: CleanConfig, num_perm: int) -> _Processed:
     """The per-document work, run in a worker process."""
-    raw_tokens = count_tokens(doc.text)
-    text, dropped_by = clean_text(doc.text, clean)
-    phi: Counter[str] = Counter()
-    if text is not None:
-        text, phi = scrub(text)
-        dropped_by = None if text is not None else "deid_error"
-    hashvalues = signature(text, num_perm) if text is not None else None
-    return _Processed(doc, raw_tokens, text, dropped_by, phi, hashvalues)
+    cleaned = clean_and_scrub(doc.text, clean)
+    text = cleaned.text
+    return _Processed(doc, cleaned, signature(text, num_perm) if text is not None else None)
 
 
 def _batches(docs: Iterable[Document], size: int) -> Iterator[list[Document]]:
@@ -128,7 +170,7 @@ class _ShardWriter:
             self.names.append(name)
             self._fh = (self.directory / name).open("w", encoding="utf-8")
             self._count = 0
-        line = json.dumps({"id": doc.id, "text": text, "source": doc.source}, ensure_ascii=False)
+        line = shard_line(doc.id, text, doc.source)
         self._fh.write(line + "\n")
         self.digest.update(line.encode("utf-8") + b"\n")
         self._count += 1
@@ -147,12 +189,7 @@ def _documents(files: list[Path], report: PrepareReport) -> Iterator[Document]:
 
 def prepare_corpus(inputs: list[Path], out_dir: Path, config: PrepareConfig) -> PrepareReport:
     """Prepare every corpus file under `inputs` into `out_dir/part-*.jsonl` + `report.json`."""
-    files = list(iter_corpus_files(inputs))
-    if not files:
-        raise FileNotFoundError(f"no corpus files (.jsonl/.json/.txt/.csv) under {inputs}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if any(out_dir.glob("part-*.jsonl")):
-        raise FileExistsError(f"{out_dir} already holds shards; choose an empty output directory")
+    files = corpus_files(inputs, out_dir)
     report = PrepareReport()
     dedup = Deduplicator(config.dedup)
     work = functools.partial(_process, clean=config.clean, num_perm=config.dedup.num_perm)
@@ -181,21 +218,35 @@ def prepare_corpus(inputs: list[Path], out_dir: Path, config: PrepareConfig) -> 
 
 
 def _account(item: _Processed, dedup: Deduplicator, writer: _ShardWriter, report: PrepareReport):
+    cleaned, text = item.cleaned, item.cleaned.text
     report.input.docs += 1
-    report.input.tokens += item.raw_tokens
-    dropped_by = item.dropped_by
-    if item.text is not None:
-        dropped_by = dedup.check(item.doc.id, item.text, item.hashvalues)
+    report.input.tokens += cleaned.raw_tokens
+    dropped_by = cleaned.dropped_by
+    if text is not None:
+        dropped_by = dedup.check(item.doc.id, text, item.hashvalues)
     if dropped_by is not None:
         step = report.removed[dropped_by]
         step.docs += 1
-        step.tokens += count_tokens(item.text) if item.text is not None else item.raw_tokens
+        step.tokens += count_tokens(text) if text is not None else cleaned.raw_tokens
         return
-    for kind, n in item.phi.items():
+    for kind, n in cleaned.phi.items():
         report.phi_replaced[kind] = report.phi_replaced.get(kind, 0) + n
     report.kept.docs += 1
-    report.kept.tokens += count_tokens(item.text)
-    writer.write(item.doc, item.text)
+    report.kept.tokens += count_tokens(text)
+    writer.write(item.doc, text)
+
+
+def _executor(name: str) -> str:
+    """argparse type: a datatrove executor that can run here (checked before any work)."""
+    if name == "local":  # needs nothing; spares every `prepare` the datatrove import
+        return name
+    from medgo_trainer.prepare.scaleout import ScaleOutError, require_executor
+
+    try:
+        require_executor(name)
+    except ScaleOutError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return name
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -205,25 +256,77 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  medgo-train prepare ../shared/data/corpus --out var/prepared\n"
                "  medgo-train prepare raw/*.jsonl --out var/prepared --workers 2 "
-               "--near-threshold 0.7 --min-zh-ratio 0.5")
+               "--near-threshold 0.7 --min-zh-ratio 0.5\n"
+               "  medgo-train prepare ../shared/data/corpus --out var/prepared-dt "
+               "--engine datatrove --tasks 4 --workers 2\n"
+               "  medgo-train prepare /lustre/raw --out /lustre/prepared --engine datatrove "
+               "--executor slurm --tasks 2000 --workers 256 --partition cpu --time 12:00:00\n"
+               "see docs/prepare.md for the Ray (KubeRay RayJob) variant and task sizing")
     parser.add_argument("inputs", nargs="+", type=Path, help="corpus files or directories")
     parser.add_argument("--out", required=True, type=Path, help="empty output directory")
-    parser.add_argument("--workers", type=int, default=1, help="processes for clean/deid")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for clean/deid (local engine); tasks run at once "
+                             "(datatrove)")
     parser.add_argument("--min-chars", type=int, default=CleanConfig.min_chars)
     parser.add_argument("--max-chars", type=int, default=CleanConfig.max_chars)
     parser.add_argument("--min-zh-ratio", type=float, default=CleanConfig.min_zh_ratio)
     parser.add_argument("--near-threshold", type=float, default=DedupConfig.threshold,
                         help="MinHash Jaccard at which a document is a near-duplicate")
-    parser.add_argument("--shard-docs", type=int, default=PrepareConfig.shard_docs)
+    parser.add_argument("--shard-docs", type=int, default=PrepareConfig.shard_docs,
+                        help="documents per shard (local engine; datatrove: one shard per task)")
+    parser.add_argument("--engine", choices=("local", "datatrove"), default="local",
+                        help="local: this process pool and an in-memory LSH (one machine); "
+                             "datatrove: the same steps as datatrove stages, which scale out")
+    dt = parser.add_argument_group(
+        "datatrove engine", "how the stages run (see prepare/scaleout.py); executor "
+        "resources default to prepare.scaleout.ClusterOptions")
+    dt.add_argument("--tasks", type=int,
+                    help="corpus shards of the per-document stages; each task reads whole "
+                         "input files, so tasks beyond the number of files idle "
+                         "(default: --workers)")
+    dt.add_argument("--executor", type=_executor, choices=("local", "slurm", "ray"),
+                    default="local", help="datatrove's Local, Slurm or Ray pipeline executor")
+    dt.add_argument("--work-dir", type=Path,
+                    help="intermediate data and logs; shared storage on a cluster "
+                         "(default: OUT/.datatrove); a rerun resumes from it")
+    dt.add_argument("--partition", help="Slurm partition")
+    dt.add_argument("--time", help="Slurm time limit per task, e.g. 12:00:00")
+    dt.add_argument("--cpus-per-task", type=int, help="Slurm/Ray CPUs per task")
+    dt.add_argument("--mem-per-cpu-gb", type=float, help="Slurm/Ray memory per CPU")
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> str:
-    config = PrepareConfig(
-        clean=CleanConfig(min_chars=args.min_chars, max_chars=args.max_chars,
-                          min_zh_ratio=args.min_zh_ratio),
-        dedup=DedupConfig(threshold=args.near_threshold),
-        workers=max(1, args.workers), shard_docs=args.shard_docs,
-    )
-    report = prepare_corpus(args.inputs, args.out, config)
+    try:
+        config = _config(args)
+    except ValueError as exc:  # a knob out of range: say which, not a traceback
+        raise SystemExit(f"medgo-train prepare: {exc}") from exc
+    if isinstance(config, PrepareConfig):
+        report = prepare_corpus(args.inputs, args.out, config)
+    else:
+        from medgo_trainer.prepare.scaleout import prepare_corpus_datatrove
+
+        report = prepare_corpus_datatrove(args.inputs, args.out, config)
+    if report is None:
+        return (f"submitted {args.executor} jobs; the last one writes {args.out}/report.json "
+                f"(datatrove logs under {args.work_dir or args.out / '.datatrove'}/logs)")
     return f"{report.table()}\nshards: {len(report.shards)} in {args.out} (report.json)"
+
+
+def _config(args: argparse.Namespace):  # -> PrepareConfig | scaleout.ScaleOutConfig
+    """The engine's configuration from the flags (datatrove imported only when chosen)."""
+    clean = CleanConfig(min_chars=args.min_chars, max_chars=args.max_chars,
+                        min_zh_ratio=args.min_zh_ratio)
+    dedup = DedupConfig(threshold=args.near_threshold)
+    workers = max(1, args.workers)
+    if args.engine == "local":
+        return PrepareConfig(clean=clean, dedup=dedup, workers=workers,
+                             shard_docs=args.shard_docs)
+    from medgo_trainer.prepare.scaleout import ClusterOptions, ScaleOutConfig
+
+    names = ("partition", "time", "cpus_per_task", "mem_per_cpu_gb")
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    tasks = workers if args.tasks is None else args.tasks
+    return ScaleOutConfig(clean=clean, dedup=dedup, tasks=tasks,
+                          workers=workers, executor=args.executor, work_dir=args.work_dir,
+                          cluster=ClusterOptions(**given))
