@@ -119,7 +119,7 @@ def test_ask_stream_rate_and_export(page, stack):
     shot(page, "02-answer")
 
     answer.get_by_role("button", name="复制").click()
-    assert answer.get_by_role("button", name="已复制").is_visible()
+    expect(answer.get_by_role("button", name="已复制")).to_be_visible()
     copied = page.evaluate("navigator.clipboard.readText()")
     stored = conversations(page)[0]["messages"][1]
     assert copied == stored["content"] and copied.strip()
@@ -162,7 +162,7 @@ def test_ask_stream_rate_and_export(page, stack):
     wait_for_store(lambda: rating_with("acceptable"))
     assert answer.get_by_role("button", name="可接受", exact=True).get_attribute(
         "aria-pressed") == "true"
-    assert answer.locator(".rating-details").is_hidden()
+    expect(answer.locator(".rating-details")).to_be_hidden()
     assert stack.dpo_export(timeout_s=0)[0] == []
     shot(page, "05-rating-changed")
 
@@ -171,8 +171,8 @@ def test_ask_stream_rate_and_export(page, stack):
     page.keyboard.press("Enter")
     page.keyboard.press("Escape")
     page.wait_for_selector(".message.assistant[data-status='stopped']")
-    assert page.get_by_role("button", name="发送").is_enabled()
-    assert page.locator("#stop").is_hidden()
+    expect(page.get_by_role("button", name="发送")).to_be_enabled()
+    expect(page.locator("#stop")).to_be_hidden()
 
     # A new conversation, then back: the first one is redrawn with its answer and rating.
     page.get_by_role("button", name="＋ 新对话").click()
@@ -210,12 +210,11 @@ def test_banners_tablet_layout_and_expired_session(page, stack_factory, tmp_path
         page.goto(stack.gateway)
         page.get_by_label("API 密钥").fill("mg-not-a-real-key")
         page.get_by_role("button", name="登录").click()
-        assert page.locator("#signin-error").inner_text() == "密钥无效，请核对后重试。"
+        expect(page.locator("#signin-error")).to_have_text("密钥无效，请核对后重试。")
         sign_in(page, stack.gateway, stack.key)
 
         # Portrait tablet: the conversation list is a drawer behind a button.
-        assert not page.locator("#sidebar").is_visible() or page.locator(
-            "#sidebar").bounding_box()["x"] < 0
+        expect(page.locator("#sidebar")).to_be_hidden()
         page.get_by_role("button", name="对话列表").click()
         expect(page.locator("#sidebar")).to_have_class("sidebar open")
         page.wait_for_timeout(300)  # let the drawer slide in for the screenshot
