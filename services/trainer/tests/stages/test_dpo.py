@@ -57,7 +57,7 @@ def test_dpo_trains_every_trainable_parameter_and_saves_the_adapter(make_recipe,
               if not p.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
 
-    result = finish(trainer, recipe, out, tokenizer=trainer.processing_class)
+    result = finish(trainer, recipe, out)
 
     params = dict(trainer.model.named_parameters())
     unchanged = [n for n, before in trainable.items() if torch.equal(before, params[n])]

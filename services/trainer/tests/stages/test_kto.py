@@ -42,7 +42,7 @@ def test_kto_trains_every_trainable_parameter_on_top_of_the_sft_policy(
         "q_proj.weight", "q_proj.base_layer.weight")]
     torch.testing.assert_close(frozen_q, dict(merged.named_parameters())[q_proj])
 
-    result = finish(trainer, recipe, out, tokenizer=trainer.processing_class)
+    result = finish(trainer, recipe, out)
 
     params = dict(trainer.model.named_parameters())
     assert [n for n, before in trainable.items() if torch.equal(before, params[n])] == []

@@ -150,8 +150,8 @@ async function showApp() {
   $("app").hidden = false;
   const { role, department } = state.session;
   $("who").textContent = `${role === "clinician" ? "临床医生" : role}${department ? ` · ${department}` : ""}`;
-  if (!state.conversations.length) newConversation();
-  renderAll();
+  if (state.conversations.length) renderAll();
+  else newConversation(); // draws the page too
   $("prompt").focus();
   try {
     const response = await api("/v1/feedback/reasons");

@@ -134,7 +134,7 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
         processing_class=tokenizer,
         peft_config=build_lora_config(recipe),
     )
-    return finish(trainer, recipe, out_dir, tokenizer=tokenizer)
+    return finish(trainer, recipe, out_dir)
 
 
 def finish(
@@ -142,14 +142,14 @@ def finish(
     recipe: Recipe,
     out_dir: Path,
     *,
-    tokenizer: Any,
     after_save: Callable[[], dict[str, float]] | None = None,
 ) -> RunResult:
     """
     Train-side bookkeeping common to all stages: evaluate, save, record.
 
     `trainer.save_model` (not `model.save_pretrained`) because under ZeRO-3 the weights
-    are sharded across ranks: it gathers them and lets only the main process write.
+    are sharded across ranks: it gathers them and lets only the main process write
+    them, with the trainer's tokenizer (its `processing_class`).
     Only the main process records the run, and `metrics.json` is written last — after
     `after_save` (the preference stages compose the served adapter there) — because
     its presence is what tells the job API and the loop that the run is complete.
@@ -171,7 +171,6 @@ def finish(
     result = RunResult(out_dir, metrics, out_dir / RESOLVED_RECIPE, data_snapshot_hash(recipe))
     if not trainer.is_world_process_zero():
         return result
-    tokenizer.save_pretrained(out_dir)
     recipe.save(result.recipe_path)
     if after_save is not None:
         metrics.update(after_save())

@@ -149,8 +149,7 @@ def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path) -> RunResult:
                                        out_dir / SERVING_ADAPTER,
                                        max_rank=recipe.max_serving_rank)
 
-    return finish(trainer, recipe, out_dir, tokenizer=trainer.processing_class,
-                  after_save=compose)
+    return finish(trainer, recipe, out_dir, after_save=compose)
 
 
 def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path, out_dir: Path,
