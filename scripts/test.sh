@@ -15,6 +15,14 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
       --no-install-recommends chromium fonts-wqy-zenhei >/dev/null; } \
     || echo "WARNING: could not install chromium; the browser tests will be skipped" >&2
 fi
+if ! command -v redis-server >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  # The shared-quota tests start a throwaway Debian redis-server; without root they
+  # are skipped with that reason instead.
+  echo "==> redis-server for the gateway's shared-quota tests (Debian package)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      --no-install-recommends redis-server >/dev/null; } \
+    || echo "WARNING: could not install redis-server; the shared-quota tests will be skipped" >&2
+fi
 echo "==> ruff"
 .venv/bin/ruff check .
 echo "==> medgo-tiny (cached after the first build)"

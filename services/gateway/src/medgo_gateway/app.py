@@ -22,9 +22,10 @@ from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.limits import BodySizeLimit
-from medgo_gateway.policy.ratelimit import RateLimiter
+from medgo_gateway.policy.ratelimit import Quotas
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
+from medgo_gateway.policy.shared_store import SharedStore
 from medgo_gateway.recorder import Recorder
 from medgo_gateway.routes import admin, chat, feedback, models, session
 from medgo_gateway.routes.ui import mount_ui
@@ -74,6 +75,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 queue_timeout_s=settings.queue_timeout_s,
                 on_reject=metrics.reject,
             )
+            quotas = _quotas(settings, metrics)
             app.state.gateway = GatewayState(
                 settings=settings,
                 metrics=metrics,
@@ -84,7 +86,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     else None,
                     settings.session_ttl_s,
                 ),
-                limiter=RateLimiter(),
+                quotas=quotas,
                 admission=admission,
                 safety=SafetyPolicy(),
                 deid=Deidentifier(metrics),
@@ -99,6 +101,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             finally:
                 await recorder.stop()
                 spool.close()
+                await quotas.close()
 
     app = FastAPI(
         title="MedGo gateway",
@@ -120,3 +123,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def _quotas(settings: GatewaySettings, metrics: GatewayMetrics) -> Quotas:
+    store = SharedStore(
+        redis_url=settings.redis_url, metrics=metrics, timeout_s=settings.redis_timeout_s,
+        retry_s=settings.redis_retry_s, fail_closed=settings.quota_fail_closed,
+        slot_ttl_s=settings.in_flight_slot_ttl_s,
+    )
+    return Quotas(
+        store, metrics, requests_per_minute=settings.requests_per_minute,
+        tokens_per_minute=settings.tokens_per_minute,
+        max_in_flight_per_key=settings.max_in_flight_per_key,
+    )

@@ -76,15 +76,22 @@ class ChatHandler:
                 404, f"model {req.model!r} does not exist; use {SERVED_MODEL_NAME!r}",
                 param="model", code="model_not_found",
             )
+        lease = await s.quotas.admit(caller)  # 429; holds a per-key in-flight slot
         try:
-            s.limiter.admit(
-                caller.id,
-                requests_per_minute=caller.requests_per_minute or settings.requests_per_minute,
-                tokens_per_minute=caller.tokens_per_minute or settings.tokens_per_minute,
-            )
-        except MedgoError as exc:
-            s.metrics.reject(exc.code or "rate_limit")
+            result = await self._admitted(req, caller, conversation)
+        except BaseException:
+            await lease.release()
             raise
+        if isinstance(result, StreamResult):
+            return StreamResult(result.events, result.headers, lease.after(result.close))
+        await lease.release()
+        return result
+
+    async def _admitted(
+        self, req: ChatCompletionRequest, caller: ApiKey, conversation: str | None
+    ) -> JsonResult | StreamResult:
+        s = self.state
+        settings = s.settings
         decision = s.safety.check(req.messages)
         if decision is not None:
             s.metrics.refusals.labels(category=str(decision.category)).inc()
@@ -224,10 +231,7 @@ class ChatHandler:
     ) -> None:
         """Charge the quota now; redact and spool the record off the response path."""
         s = self.state
-        s.limiter.charge_tokens(
-            caller.id, prompt_tokens + completion_tokens,
-            tokens_per_minute=caller.tokens_per_minute or s.settings.tokens_per_minute,
-        )
+        s.quotas.charge_tokens(caller, prompt_tokens + completion_tokens)
         s.metrics.tokens.labels(target.checkpoint, "prompt").inc(prompt_tokens)
         s.metrics.tokens.labels(target.checkpoint, "completion").inc(completion_tokens)
         latency_ms = (time.perf_counter() - started) * 1000.0

@@ -75,6 +75,16 @@ class GatewayMetrics:
             ["kind"], registry=registry,
         )
 
+        self.quota_store_shared = Gauge(
+            "medgo_gateway_quota_store_shared",
+            "1 while quotas are counted in Redis across replicas, 0 when per replica",
+            registry=registry,
+        )
+        self.quota_store_errors = Counter(
+            "medgo_gateway_quota_store_errors_total",
+            "Redis (quota store) failures; quotas fall back to per replica", registry=registry,
+        )
+
     def reject(self, reason: str) -> None:
         self.rejections.labels(reason=reason).inc()
 

@@ -82,6 +82,27 @@ class GatewaySettings(BaseSettings):
     )
     requests_per_minute: int = Field(60, ge=1, description="default per-key request quota")
     tokens_per_minute: int = Field(60_000, ge=1, description="default per-key token quota")
+    max_in_flight_per_key: int = Field(
+        16, ge=1, description="requests one key may have in flight, across all replicas"
+    )
+
+    # -- shared state (quotas counted once across gateway replicas)
+    redis_url: str = Field(
+        "", description="Redis holding quota counters, e.g. redis://redis:6379/0; "
+        "empty = this process's memory (local mode, one replica)",
+    )
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="Redis connect and command timeout; beyond it Redis is down"
+    )
+    redis_retry_s: float = Field(
+        5.0, gt=0, description="after a Redis failure, count per replica this long, then retry"
+    )
+    quota_fail_closed: bool = Field(
+        False, description="while Redis is down answer 503 instead of per-replica quotas"
+    )
+    in_flight_slot_ttl_s: float = Field(
+        600.0, gt=0, description="an in-flight slot in Redis expires after this (crashed replica)"
+    )
 
     # -- admission control
     max_in_flight: int = Field(32, ge=1, description="concurrent requests sent to inference")

@@ -8,7 +8,7 @@ from medgo_gateway.deid import Deidentifier
 from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
-from medgo_gateway.policy.ratelimit import RateLimiter
+from medgo_gateway.policy.ratelimit import Quotas
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.recorder import Recorder
@@ -22,7 +22,7 @@ class GatewayState:
     metrics: GatewayMetrics
     keys: KeyStore
     sessions: SessionSigner
-    limiter: RateLimiter
+    quotas: Quotas
     admission: Admission
     safety: SafetyPolicy
     deid: Deidentifier
