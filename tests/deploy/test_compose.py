@@ -13,7 +13,7 @@ from importlib import resources
 import jsonschema
 import pytest
 
-SERVICES = {"gateway", "inference", "feedback", "trainer", "postgres"}
+SERVICES = {"gateway", "inference", "feedback", "trainer", "postgres", "redis"}
 
 
 @pytest.fixture(scope="session")
