@@ -47,7 +47,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             max_keepalive_connections=settings.max_connections,
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
-        spool = Spool(settings.spool_path)
+        spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             upstream = Upstream(
                 client=client,
@@ -68,6 +68,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 metrics=metrics,
                 retry_interval_s=settings.replay_interval_s,
                 timeout_s=settings.feedback_timeout_s,
+                rating_retry_window_s=settings.rating_retry_window_s,
+                drain_timeout_s=settings.drain_timeout_s,
             )
             admission = Admission(
                 max_in_flight=settings.max_in_flight,

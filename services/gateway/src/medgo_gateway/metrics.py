@@ -65,6 +65,29 @@ class GatewayMetrics:
             "medgo_gateway_spool_depth", "records and ratings waiting for the feedback service",
             registry=registry,
         )
+        self.spool_bytes = Gauge(
+            "medgo_gateway_spool_bytes", "payload bytes held by the spool (pending and refused)",
+            registry=registry,
+        )
+        self.spool_max_bytes = Gauge(
+            "medgo_gateway_spool_max_bytes", "the spool's bound (MEDGO_GATEWAY_SPOOL_MAX_BYTES)",
+            registry=registry,
+        )
+        self.spool_oldest_age = Gauge(
+            "medgo_gateway_spool_oldest_age_seconds",
+            "age of the oldest item waiting for the feedback service (0 when none)",
+            registry=registry,
+        )
+        self.spool_full = Counter(
+            "medgo_gateway_spool_full_total",
+            "items not stored because the spool was full (records lost, ratings refused 503)",
+            ["kind"], registry=registry,
+        )
+        self.rating_deferrals = Counter(
+            "medgo_gateway_rating_deferrals_total",
+            "ratings held back because feedback does not know their interaction yet "
+            "(its record still in some replica's spool)", registry=registry,
+        )
         self.spool_dead = Counter(
             "medgo_gateway_spool_rejected_total",
             "spooled items the feedback service refused as invalid (kept, not retried)",

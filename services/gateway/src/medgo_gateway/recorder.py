@@ -7,13 +7,23 @@ record survives a feedback outage or a gateway restart. Ratings are forwarded at
 so the clinician sees the feedback service's answer, and spooled (202) when it is
 down, or when records are still queued (a rating must not overtake the record it
 rates). Everything that reaches the spool is already de-identified.
+
+Two gateway replicas do not share a spool: a clinician may rate, through replica B,
+an answer whose record is still in replica A's spool. Feedback then answers 404
+(`interaction_not_found`); the rating is spooled and retried with exponential
+back-off (capped at a minute) for `rating_retry_window_s` before it is set aside as
+refused. On shutdown `stop()` drains the spool to feedback within `drain_timeout_s`
+(a rollout must not strand records on a pod that is going away); what cannot be
+delivered in that time stays in the spool file for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Callable
 
 import httpx
@@ -21,13 +31,15 @@ from medgo_common.errors import MedgoError
 from medgo_common.schemas.feedback import InteractionRecord, RatingIn
 
 from medgo_gateway.metrics import GatewayMetrics
-from medgo_gateway.spool import Spool, SpoolItem
+from medgo_gateway.spool import Spool, SpoolFullError, SpoolItem
 
 logger = logging.getLogger("medgo.gateway.recorder")
 
 INTERACTION = "interaction"
 RATING = "rating"
 _BATCH = 50
+_NOT_FOUND = "interaction_not_found"
+_MAX_BACKOFF_S = 60.0
 
 
 # Builds one redacted record, or None when redaction failed (fail closed: nothing kept).
@@ -49,6 +61,8 @@ class Recorder:
         metrics: GatewayMetrics,
         retry_interval_s: float,
         timeout_s: float,
+        rating_retry_window_s: float = 3600.0,
+        drain_timeout_s: float = 15.0,
     ) -> None:
         self._client = client
         self._url = feedback_url
@@ -57,6 +71,8 @@ class Recorder:
         self._metrics = metrics
         self._retry_interval_s = retry_interval_s
         self._timeout_s = timeout_s
+        self._rating_retry_window_s = rating_retry_window_s
+        self._drain_timeout_s = drain_timeout_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         # Records waiting to be built (redacted) and spooled, in one batch per write.
@@ -66,18 +82,28 @@ class Recorder:
         self._writer: asyncio.Task | None = None
         self._outage = False
         self._depth = 0
+        self._oldest: float | None = None
+        metrics.spool_bytes.set_function(lambda: spool.bytes)
+        metrics.spool_oldest_age.set_function(
+            lambda: 0.0 if self._oldest is None else max(0.0, time.time() - self._oldest)
+        )
+        if spool.max_bytes is not None:
+            metrics.spool_max_bytes.set(spool.max_bytes)
 
     # -- lifecycle
     async def start(self) -> None:
         self._set_depth(await asyncio.to_thread(self._spool.depth))
+        self._oldest = await asyncio.to_thread(self._spool.oldest_created)
         self._task = asyncio.create_task(self._run(), name="medgo-gateway-delivery")
         self._writer = asyncio.create_task(self._write_loop(), name="medgo-gateway-spooler")
 
     async def stop(self) -> None:
-        """Spool what is still in memory (so a restart loses nothing), then stop.
+        """Spool what is still in memory, drain the spool to feedback (bounded), stop.
 
         The writer is only cancelled while idle: a write in its thread cannot be
-        interrupted, and the spool is closed right after this returns.
+        interrupted, and the spool is closed right after this returns. The drain
+        stops at `drain_timeout_s` or at the first outage; what is left stays in the
+        spool file (replayed by the next start on the same file).
         """
         while self._inbox or self._writing:
             self._inbox_ready.set()
@@ -87,6 +113,30 @@ class Recorder:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._drain_timeout_s):
+                await self._drain()
+        left = await asyncio.to_thread(self._spool.depth)
+        self._set_depth(left)
+        if left:
+            logger.warning("shutdown: %d items left in the spool %s", left, self._spool.path)
+        else:
+            logger.info("shutdown: spool drained to the feedback service")
+
+    async def _drain(self) -> None:
+        """Deliver every pending item once, deferred ratings included, in order."""
+        after = 0
+        while True:
+            items = await asyncio.to_thread(
+                functools.partial(self._spool.head, _BATCH, after_seq=after)
+            )
+            if not items:
+                return
+            try:
+                await self._deliver(items, final=True)
+            except FeedbackUnavailableError:
+                return
+            after = items[-1].seq
 
     # -- producers
     def submit(self, build: RecordBuilder) -> None:
@@ -106,9 +156,13 @@ class Recorder:
             self._writing = True
             try:
                 added = await asyncio.to_thread(self._write, batch)
+                if added and self._oldest is None:
+                    self._oldest = time.time()
                 self._set_depth(self._depth + added)  # read after the await: acks move it
             except Exception as exc:
-                # The spool itself failed (disk): these records are lost; say so loudly.
+                # The spool itself failed (disk, or full): these records are lost; say so.
+                if isinstance(exc, SpoolFullError):
+                    self._metrics.spool_full.labels(kind=INTERACTION).inc(len(batch))
                 self._metrics.record_failures.inc(len(batch))
                 logger.error("spool write failed", extra={"error_type": type(exc).__name__})
             finally:
@@ -126,15 +180,31 @@ class Recorder:
         key = rating.idempotency_key or ""
         # A rating must not overtake its record: records in memory count as queued.
         behind = bool(self._inbox) or self._writing
-        if not behind and self._depth == 0:
+        if not behind and self._depth:
+            behind = await asyncio.to_thread(self._spool.depth, INTERACTION) > 0
+        if not behind:
             try:
                 return await self._post_rating(rating)
             except FeedbackUnavailableError:
                 logger.warning("feedback service unavailable; rating spooled")
-        added = await asyncio.to_thread(
-            self._spool.put, RATING, key, rating.model_dump(mode="json")
-        )
+            except MedgoError as exc:
+                if exc.code != _NOT_FOUND:
+                    raise
+                # Its record may still be in another replica's spool: wait for it.
+                self._metrics.rating_deferrals.inc()
+        try:
+            added = await asyncio.to_thread(
+                self._spool.put, RATING, key, rating.model_dump(mode="json")
+            )
+        except SpoolFullError:
+            self._metrics.spool_full.labels(kind=RATING).inc()
+            raise MedgoError(
+                503, "the rating could not be stored right now; retry shortly",
+                code="spool_full", headers={"Retry-After": "30"},
+            ) from None
         self._set_depth(self._depth + added)
+        if added and self._oldest is None:
+            self._oldest = time.time()
         self._wake.set()
         return 202, {"status": "queued", "interaction_id": str(rating.interaction_id)}
 
@@ -162,11 +232,18 @@ class Recorder:
         if response.is_success:
             self._metrics.delivered.labels(kind=RATING).inc()
             return response.status_code, body
-        message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
-        raise MedgoError(response.status_code, message or "the feedback service refused it")
+        error = (body.get("error") or {}) if isinstance(body, dict) else {}
+        raise MedgoError(
+            response.status_code, error.get("message") or "the feedback service refused it",
+            code=error.get("code"),
+        )
 
-    async def _deliver(self, items: list[SpoolItem]) -> None:
-        """Send items in order; stops (raising) at the first outage."""
+    async def _deliver(self, items: list[SpoolItem], *, final: bool = False) -> None:
+        """Send items in order; stops (raising) at the first outage.
+
+        `final` (the shutdown drain): a rating still waiting for its record stays
+        pending in the spool instead of being deferred again.
+        """
         index = 0
         while index < len(items):
             item = items[index]
@@ -177,6 +254,12 @@ class Recorder:
                     refused = None
                 except MedgoError as exc:
                     refused = f"{exc.status}: {exc.message}"
+                    if exc.code == _NOT_FOUND and not final and await self._defer(item):
+                        index += 1
+                        continue
+                    if exc.code == _NOT_FOUND and final:
+                        index += 1
+                        continue
             else:
                 batch = [item]
                 for nxt in items[index + 1 :]:
@@ -203,11 +286,27 @@ class Recorder:
                 self._set_depth(self._depth - len(batch))
                 self._metrics.delivered.labels(kind=item.kind).inc(len(batch))
             index += len(batch)
+        self._oldest = await asyncio.to_thread(self._spool.oldest_created)
+
+    async def _defer(self, item: SpoolItem) -> bool:
+        """Retry a rating whose record has not arrived yet, with exponential back-off.
+
+        False when its retry window is over (the caller then sets it aside as refused).
+        """
+        now = time.time()
+        if now - item.created > self._rating_retry_window_s:
+            return False
+        delay = min(_MAX_BACKOFF_S, self._retry_interval_s * 2 ** min(item.attempts, 16))
+        await asyncio.to_thread(self._spool.defer, item.seq, now + delay)
+        self._metrics.rating_deferrals.inc()
+        return True
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # before reading, so a record spooled meanwhile wakes us
-            items = await asyncio.to_thread(self._spool.head, _BATCH)
+            items = await asyncio.to_thread(
+                functools.partial(self._spool.head, _BATCH, now=time.time())
+            )
             if not items:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._retry_interval_s):

@@ -65,6 +65,21 @@ class GatewaySettings(BaseSettings):
         default_factory=lambda: _default_state_dir() / "spool.sqlite3",
         description="durable spool of records and ratings not yet delivered",
     )
+    spool_max_bytes: int = Field(
+        512 * 1024**2, ge=1024**2,
+        description="bound of the spool's payload; beyond it records are dropped (counted) "
+        "and ratings refused with 503; keep it under the spool volume's size",
+    )
+    rating_retry_window_s: float = Field(
+        3600.0, gt=0,
+        description="how long a rating whose interaction feedback does not know yet (still "
+        "in some replica's spool) is retried, with back-off, before it is set aside",
+    )
+    drain_timeout_s: float = Field(
+        15.0, ge=0,
+        description="on shutdown, longest time spent delivering the spool to feedback "
+        "(keep it inside the pod's grace period with the request drain)",
+    )
 
     # -- authentication and quotas
     api_keys_file: Path = Field(

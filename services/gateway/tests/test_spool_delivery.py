@@ -1,0 +1,190 @@
+"""Nothing lost across replicas and rollouts: the recorder against the real feedback app.
+
+Two gateway replicas are two `Recorder`s with their own spool files; the feedback
+service is the real app (SQLite, migrated) under uvicorn in this process. A rating
+that reaches feedback before its interaction record (still in the other replica's
+spool) is retried until the record arrives; `stop()` drains the spool to feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from medgo_common.schemas.feedback import RatingIn
+from medgo_feedback.app import create_app as create_feedback_app
+from medgo_feedback.db import upgrade_to_head
+from medgo_feedback.settings import FeedbackSettings
+from medgo_gateway.metrics import GatewayMetrics
+from medgo_gateway.recorder import INTERACTION, Recorder
+from medgo_gateway.spool import Spool, SpoolFullError
+from prometheus_client import CollectorRegistry
+
+from .conftest import wait_until
+
+TOKEN = "gw-spool-token"
+
+
+@contextlib.contextmanager
+def _serving(app) -> Iterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, 60, "the feedback app to start")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+@pytest.fixture
+def feedback_app(tmp_path: Path) -> Iterator[str]:
+    settings = FeedbackSettings(
+        database_url=f"sqlite:///{tmp_path / 'feedback.db'}",
+        service_tokens={"gateway": TOKEN},
+    )
+    upgrade_to_head(settings)
+    with _serving(create_feedback_app(settings)) as url:
+        yield url
+
+
+def _record() -> dict:
+    return {
+        "id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat(),
+        "user_id": "u_0123456789abcdef", "department": "心内科",
+        "checkpoint_id": "medgo-tiny-sft", "adapter": "medgo-tiny-sft",
+        "messages": [{"role": "user", "content": "高血压患者可以服用布洛芬吗？"}],
+        "response": "应在医生指导下短期使用。", "finish_reason": "stop", "latency_ms": 800.0,
+        "prompt_tokens": 12, "completion_tokens": 9,
+    }
+
+
+def _rating(interaction_id: str) -> RatingIn:
+    return RatingIn(interaction_id=uuid.UUID(interaction_id), rater="u_0123456789abcdef",
+                    verdict="acceptable", idempotency_key=uuid.uuid4().hex)
+
+
+def _recorder(client: httpx.AsyncClient, url: str, spool: Spool, **kw) -> Recorder:
+    return Recorder(client=client, feedback_url=url, token=TOKEN, spool=spool,
+                    metrics=GatewayMetrics(CollectorRegistry()),
+                    retry_interval_s=kw.pop("retry_interval_s", 0.05), timeout_s=5, **kw)
+
+
+def _rows(spool_path: Path) -> list[tuple[str, str | None]]:
+    with contextlib.closing(sqlite3.connect(spool_path)) as db:
+        return db.execute("SELECT kind, rejected FROM spool").fetchall()
+
+
+def _interaction(url: str, interaction_id: str) -> dict:
+    r = httpx.get(f"{url}/v1/interactions/{interaction_id}",
+                  headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    return r.json() if r.status_code == 200 else {}
+
+
+def test_a_rating_waits_for_its_record_in_another_replicas_spool(feedback_app, tmp_path):
+    record = _record()
+    spool_a = Spool(tmp_path / "a.sqlite3")
+    spool_b = Spool(tmp_path / "b.sqlite3")
+    spool_a.put(INTERACTION, record["id"], record)  # replica A has not delivered it yet
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as client:
+            b = _recorder(client, feedback_app, spool_b)
+            await b.start()
+            status, body = await b.rate(_rating(record["id"]))  # feedback: 404 for now
+            assert (status, body["status"]) == (202, "queued")
+            await asyncio.sleep(0.3)  # B retries meanwhile: still waiting, not refused
+            assert _rows(spool_b.path) == [("rating", None)]
+            a = _recorder(client, feedback_app, spool_a)
+            await a.start()  # A delivers the record; B's next retry lands
+            for _ in range(200):
+                if spool_a.depth() == 0 and spool_b.depth() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(scenario())
+    assert _rows(spool_a.path) == [] and _rows(spool_b.path) == []
+    ratings = _interaction(feedback_app, record["id"]).get("ratings", [])
+    assert [r["verdict"] for r in ratings] == ["acceptable"]
+
+
+def test_a_rating_without_a_record_is_set_aside_after_its_window(feedback_app, tmp_path):
+    spool = Spool(tmp_path / "b.sqlite3")
+    orphan = str(uuid.uuid4())
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as client:
+            b = _recorder(client, feedback_app, spool, rating_retry_window_s=0.5)
+            await b.start()
+            assert (await b.rate(_rating(orphan)))[0] == 202
+            for _ in range(200):
+                if spool.depth() == 0:
+                    break
+                await asyncio.sleep(0.05)
+            await b.stop()
+
+    asyncio.run(scenario())
+    [(kind, rejected)] = _rows(spool.path)
+    assert kind == "rating" and rejected.startswith("404")
+
+
+def test_stop_drains_the_spool_to_feedback(feedback_app, tmp_path):
+    spool = Spool(tmp_path / "gw.sqlite3")
+    records = [_record() for _ in range(3)]
+    spool.put_many(INTERACTION, [(r["id"], r) for r in records])
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as client:
+            # Never started: only the shutdown drain can deliver the backlog.
+            await _recorder(client, feedback_app, spool).stop()
+
+    asyncio.run(scenario())
+    assert spool.depth() == 0 and spool.bytes == 0
+    assert all(_interaction(feedback_app, r["id"]).get("id") == r["id"] for r in records)
+
+
+def test_stop_keeps_the_spool_when_feedback_is_down(tmp_path):
+    spool = Spool(tmp_path / "gw.sqlite3")
+    record = _record()
+    spool.put(INTERACTION, record["id"], record)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as client:
+            dead = "http://127.0.0.1:9"
+            await _recorder(client, dead, spool, drain_timeout_s=5).stop()
+
+    asyncio.run(scenario())
+    assert spool.depth() == 1  # still on disk for the next start on this file
+    spool.close()
+    assert Spool(tmp_path / "gw.sqlite3").head(10)[0].key == record["id"]
+
+
+def test_the_spool_is_bounded_and_measured(tmp_path):
+    record = _record()
+    spool = Spool(tmp_path / "gw.sqlite3", max_bytes=1500)
+    spool.put(INTERACTION, record["id"], record)
+    held = spool.bytes
+    assert held > 0 and spool.oldest_created() is not None
+    with pytest.raises(SpoolFullError):
+        spool.put_many(INTERACTION, [(str(uuid.uuid4()), record) for _ in range(3)])
+    assert spool.depth() == 1 and spool.bytes == held  # all or nothing
+    spool.ack([spool.head(1)[0].seq])
+    assert spool.bytes == 0 and spool.oldest_created() is None
+    reopened = Spool(tmp_path / "gw.sqlite3", max_bytes=1500)
+    assert reopened.bytes == 0
