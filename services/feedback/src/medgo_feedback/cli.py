@@ -6,6 +6,12 @@ Examples (settings come from the same MEDGO_FEEDBACK_* variables as the service)
     medgo-feedback-admin export dpo --since 2026-11-01T00:00:00+00:00 > dpo.jsonl
     medgo-feedback-admin export kto --checkpoint medgo-tiny-sft --min-raters 2 -o kto.jsonl
     medgo-feedback-admin purge --older-than-days 365
+    medgo-feedback-admin canary-gate --stable medgo-72b-sft --candidate medgo-72b-dpo-w49
+    medgo-feedback-admin canary-gate --stable A --candidate B \
+        --override "ward round review: 3 raters, outdated-guideline reason fixed" --actor dr-li
+
+`canary-gate` exits 0 when the candidate may go to 100 % (non-inferior, or overridden
+with a recorded reason), 1 otherwise, so a rollout script can stop on it.
 
 Exports stream in constant memory and are audited like API exports (caller `cli`).
 """
@@ -19,9 +25,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import exc as sa_exc
 
 from medgo_feedback import store
+from medgo_feedback.canary_gate import evaluate_gate, record_override
 from medgo_feedback.db import build_engine, build_sessionmaker, safe_url, upgrade_to_head
 from medgo_feedback.exports import ExportKind, jsonl_chunks, stream_export
 from medgo_feedback.exports.query import ExportFilter
+from medgo_feedback.online_gate import GateResult, GateRule
 from medgo_feedback.settings import FeedbackSettings
 
 
@@ -49,6 +57,18 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", help="write here instead of standard output")
     purge = commands.add_parser("purge", help="delete old interactions with their ratings")
     purge.add_argument("--older-than-days", type=int, required=True)
+    gate = commands.add_parser(
+        "canary-gate", help="canary vs stable acceptance by clinicians, and the rollout rule"
+    )
+    gate.add_argument("--stable", required=True, help="checkpoint id serving most traffic")
+    gate.add_argument("--candidate", required=True, help="checkpoint id of the canary")
+    gate.add_argument("--margin", type=float, help="non-inferiority margin (default: settings)")
+    gate.add_argument("--min-ratings", type=int, help="ratings per arm (default: settings)")
+    gate.add_argument("--confidence", type=float, help="two-sided level (default: settings)")
+    gate.add_argument("--since", type=_aware, help="only ratings at/after (ISO 8601)")
+    gate.add_argument("--override", metavar="REASON", help="record going ahead anyway, and why")
+    gate.add_argument("--actor", help="who overrides (required with --override)")
+    gate.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
@@ -103,6 +123,59 @@ def _purge(args: argparse.Namespace, settings: FeedbackSettings) -> int:
     return 0
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f} %"
+
+
+def _describe(result: GateResult) -> str:
+    rule = result.rule
+    lines = [
+        f"{arm}: {a.checkpoint}  {a.acceptable}/{a.ratings} acceptable = "
+        f"{_pct(a.acceptance_rate)}  (Wilson {_pct(a.low)} … {_pct(a.high)})"
+        for arm, a in (("stable   ", result.stable), ("candidate", result.candidate))
+    ]
+    lines.append(
+        f"difference candidate − stable: {_pct(result.difference)}  "
+        f"({100 * rule.confidence:g} % Newcombe {_pct(result.low)} … {_pct(result.high)})"
+    )
+    lines.append(
+        f"rule: lower bound > −{_pct(rule.margin)} with ≥ {rule.min_ratings} ratings per arm"
+        f" → {result.verdict}"
+    )
+    if result.override_reason:
+        lines.append(f"overridden: {result.override_reason}")
+    lines.append("PASS: may go to 100 %" if result.passed else "HOLD: do not go to 100 %")
+    return "\n".join(lines)
+
+
+def _canary_gate(args: argparse.Namespace, settings: FeedbackSettings) -> int:
+    if args.override is not None and not (args.actor and args.override.strip()):
+        raise SystemExit("medgo-feedback-admin: --override needs a reason and --actor")
+    try:
+        rule = GateRule(
+            margin=settings.gate_margin if args.margin is None else args.margin,
+            min_ratings=args.min_ratings or settings.gate_min_ratings,
+            confidence=args.confidence or settings.gate_confidence,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"medgo-feedback-admin: {str(exc).splitlines()[-1]}") from None
+    engine = build_engine(settings)
+    try:
+        with build_sessionmaker(engine).begin() as session:
+            result = evaluate_gate(session=session, stable=args.stable,
+                                   candidate=args.candidate, rule=rule, since=args.since)
+            if args.override is not None:
+                record_override(session=session, result=result, reason=args.override,
+                                actor=f"{args.actor} (via cli)")
+                result = result.model_copy(
+                    update={"passed": True, "override_reason": args.override.strip()}
+                )
+    finally:
+        engine.dispose()
+    print(result.model_dump_json(indent=2) if args.json else _describe(result))
+    return 0 if result.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     settings = FeedbackSettings()
@@ -113,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "export":
             return _export(args, settings)
+        if args.command == "canary-gate":
+            return _canary_gate(args, settings)
         return _purge(args, settings)
     except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0][:200]

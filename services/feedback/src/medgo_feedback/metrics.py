@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 
 class FeedbackMetrics:
@@ -24,4 +24,24 @@ class FeedbackMetrics:
             "rows streamed by exports, by kind (dpo, kto, sft)",
             ["kind"],
             registry=registry,
+        )
+        # The online gate, as of its last evaluation (GET /v1/stats/canary-gate).
+        self.gate_acceptance = Gauge(
+            "medgo_feedback_gate_acceptance_rate",
+            "acceptance rate of a checkpoint in the last gate evaluation, by arm",
+            ["checkpoint", "arm"], registry=registry,
+        )
+        self.gate_ratings = Gauge(
+            "medgo_feedback_gate_ratings", "ratings of a checkpoint in the last gate evaluation",
+            ["checkpoint", "arm"], registry=registry,
+        )
+        self.gate_difference = Gauge(
+            "medgo_feedback_gate_difference",
+            "candidate − stable acceptance (bound: estimate, low, high; Newcombe interval)",
+            ["stable", "candidate", "bound"], registry=registry,
+        )
+        self.gate_passed = Gauge(
+            "medgo_feedback_gate_passed",
+            "1 when the canary may go to 100 % (non-inferior or overridden), else 0",
+            ["stable", "candidate"], registry=registry,
         )

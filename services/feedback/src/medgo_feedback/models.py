@@ -163,3 +163,20 @@ class ExportAudit(Base):
     completed: Mapped[bool] = mapped_column(default=False)
 
     __table_args__ = (Index("ix_export_audit_started_at", "started_at"),)
+
+
+class GateOverride(Base):
+    """Ops took a canary to 100 % against (or without) the online gate: who, why, on what."""
+
+    __tablename__ = "gate_overrides"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    stable: Mapped[str] = mapped_column(String(128))
+    candidate: Mapped[str] = mapped_column(String(128))
+    verdict: Mapped[str] = mapped_column(String(32))  # the gate's verdict when overridden
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON)  # the GateResult at that moment
+
+    __table_args__ = (Index("ix_gate_overrides_pair", "stable", "candidate", "created_at"),)

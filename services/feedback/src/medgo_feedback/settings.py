@@ -60,6 +60,19 @@ class FeedbackSettings(BaseSettings):
         500, ge=1, description="most interaction records in one POST /v1/interactions"
     )
 
+    # -- online canary gate (online_gate.py; docs/feedback.md, "Online gate")
+    gate_margin: float = Field(
+        0.05, ge=0.0, le=1.0,
+        description="non-inferiority margin: the canary's acceptance may be at most this "
+        "much below stable's (lower bound of the Newcombe interval above −margin)",
+    )
+    gate_min_ratings: int = Field(
+        200, ge=1, description="ratings each checkpoint needs before the gate gives a verdict"
+    )
+    gate_confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="two-sided confidence of the gate's intervals"
+    )
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, value: str) -> str:

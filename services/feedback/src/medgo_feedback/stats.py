@@ -28,7 +28,7 @@ def _window(statement: Select, since: datetime | None, until: datetime | None) -
     return statement
 
 
-def _acceptance(session: Session, column, since, until) -> list[Acceptance]:
+def _acceptance(session: Session, column, since, until, keys=None) -> list[Acceptance]:
     statement = _window(
         select(column, func.count(Rating.id), _ACCEPTED)
         .join(Interaction, Rating.interaction_id == Interaction.id)
@@ -37,6 +37,8 @@ def _acceptance(session: Session, column, since, until) -> list[Acceptance]:
         since,
         until,
     )
+    if keys is not None:
+        statement = statement.where(column.in_(keys))
     return [
         Acceptance(
             key=key, ratings=total, acceptable=int(accepted), acceptance_rate=accepted / total
@@ -63,3 +65,12 @@ def compute_stats(
         by_department=_acceptance(session, Interaction.department, since, until),
         reasons=dict(sorted(reasons.items())),
     )
+
+
+def checkpoint_counts(
+    *, session: Session, checkpoints: list[str], since: datetime | None = None,
+    until: datetime | None = None,
+) -> dict[str, tuple[int, int]]:
+    """(acceptable, ratings) of the given checkpoints, for the online gate."""
+    rows = _acceptance(session, Interaction.checkpoint_id, since, until, keys=checkpoints)
+    return {row.key: (row.acceptable, row.ratings) for row in rows if row.key is not None}
