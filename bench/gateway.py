@@ -1,23 +1,27 @@
-"""Gateway overhead and overload benchmark, against a running vLLM.
+"""The gateway side by side with its peers, against one running vLLM.
 
-1. Overhead: the same non-streamed chat requests (fixed length: `max_tokens` with
-   `ignore_eos`) at concurrency 1, 16 and 64, straight to vLLM and through the real
-   gateway (`medgo-gateway`, its own process), interleaved per level so both see the
-   same machine load. Figures: median and p99 latency of each path, the gateway's
-   added median and p99, throughput through the gateway / direct, and the gateway
-   process's CPU time per request (user + system), which unlike latency on a shared
-   2-core box does not depend on what else the machine is doing.
-2. Overload: a second gateway with a small admission budget (`--slots` in flight +
-   `--slots` queued) takes 4x that many concurrent clients. Figures: status counts
-   (only 200 and the intended 503 are acceptable) and the gateway's peak RSS.
+Four paths to the same vLLM and the same served LoRA adapter (a LoRA request costs
+~70 ms more than the bare base on this CPU, so every path names the adapter):
 
-The gateway records every interaction as in production; the feedback service is not
-running, so the records go to the durable spool (the more expensive path).
-The load generator shares the machine's cores with the gateway and vLLM.
+- direct: vLLM itself;
+- gateway: `medgo-gateway` in its own process with every policy on — API key, quotas
+  (memory storage, as in local mode), safety, prompt redaction, recording (feedback
+  is down, so every record takes the fsynced spool path);
+- litellm: LiteLLM's proxy, installed by this script into its own virtualenv under
+  var/bench/ (kept offline: `LITELLM_LOCAL_MODEL_COST_MAP=True`, a master key);
+- passthrough: bench/passthrough.py, the floor for a Python proxy.
+
+Per concurrency level (1, 16, 64), non-streamed (`max_tokens` 16) and streamed (64),
+all with `ignore_eos` so every answer has the same length: a warm-up, then rounds
+that visit the paths in turn so all see the same machine load. Figures: p50/p99
+latency and what each proxy adds to direct's, throughput relative to direct, and
+each proxy's CPU time (its process tree, user + system) per request and per
+streamed chunk — CPU, unlike latency on a shared 2-core box, does not depend on what
+else runs. `--profile` samples the gateway with py-spy at the highest concurrency.
 
     source scripts/env.sh
-    MEDGO_INFERENCE_PORT=8001 .venv/bin/medgo-inference &      # or any vLLM on medgo-tiny
-    .venv/bin/python bench/gateway.py --vllm-url http://127.0.0.1:8001
+    MEDGO_INFERENCE_PORT=8001 .venv/bin/medgo-inference &      # vLLM on medgo-tiny
+    .venv/bin/python bench/gateway.py --vllm-url http://127.0.0.1:8001 --profile
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -32,16 +37,29 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 from medgo_gateway.policy.auth import Role, add_key
 
+ROOT = Path(__file__).resolve().parents[1]
+PEER_VENV = ROOT / "var" / "bench" / "litellm-venv"
+# LiteLLM's `proxy` extra needs `litellm-proxy-extras` (Prisma migrations, for a
+# database we do not use), which the package index here lacks: its runtime imports
+# are listed instead. py-spy is the profiler.
+PEER_PACKAGES = [
+    "litellm==1.108.14", "fastapi==0.165.0", "uvicorn==0.55.0", "uvloop==0.23.0",
+    "backoff==2.2.1", "PyYAML==6.0.4", "orjson==3.13.0", "APScheduler==3.11.3",
+    "gunicorn==27.0.1", "rq==3.0.0", "python-multipart==0.0.34", "cryptography==51.0.1",
+    "email-validator==2.4.0", "websockets==17.4", "mcp==2.3.0", "Expression==5.8.0",
+    "fastapi-sso==0.23.0", "soundfile==0.14.0", "py-spy==0.4.3",
+]
+MASTER_KEY = "sk-medgo-bench"
 PROMPTS = [
     "高血压患者日常饮食需要注意什么？",
     "二甲双胍的常见不良反应有哪些？",
@@ -54,73 +72,200 @@ PROMPTS = [
 ]
 
 
+@dataclass
+class Endpoint:
+    """One way to reach the model: where, with which key and model name, which process."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    model: str
+    pid: int | None = None
+
+    def cpu_s(self) -> float:
+        """CPU seconds of the proxy's process tree so far (0 for direct)."""
+        if self.pid is None:
+            return 0.0
+        procs = [psutil.Process(self.pid)]
+        procs += procs[0].children(recursive=True)
+        total = 0.0
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+
+@dataclass
+class Sample:
+    latencies: list[float] = field(default_factory=list)
+    wall: float = 0.0
+    cpu: float = 0.0
+    requests: int = 0
+    chunks: int = 0
+    completion_tokens: int = 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
+def _wait_ready(url: str, proc: subprocess.Popen, what: str, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.3)
+    raise SystemExit(f"{what} did not become ready in {timeout_s:.0f} s")
+
+
 @contextlib.contextmanager
-def gateway(
-    vllm_url: str, work: Path, name: str, **settings: str
-) -> Iterator[tuple[str, str, int]]:
-    """A `medgo-gateway` process; yields (base URL, API key, pid)."""
+def _process(argv: list[str], env: dict[str, str], ready_url: str, what: str,
+             log: Path) -> Iterator[int]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _wait_ready(ready_url, proc, what)
+        yield proc.pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
+            **settings: str) -> Iterator[Endpoint]:
+    """`medgo-gateway` with every policy on, recording to its spool (feedback down)."""
     keys = work / f"{name}-keys.json"
     key, _ = add_key(keys, name="bench", role=Role.api_client)
     port = _free_port()
     env = os.environ | {
         "MEDGO_GATEWAY_PORT": str(port),
         "MEDGO_GATEWAY_INFERENCE_URL": vllm_url,
+        "MEDGO_GATEWAY_MODEL_ADAPTER": adapter,
         "MEDGO_GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{_free_port()}",  # down: spool
         "MEDGO_GATEWAY_API_KEYS_FILE": str(keys),
         "MEDGO_GATEWAY_SPOOL_PATH": str(work / f"{name}-spool.sqlite3"),
         "MEDGO_GATEWAY_LOG_LEVEL": "WARNING",
+        "MEDGO_GATEWAY_REDACT_PROMPTS": "true",
         "MEDGO_GATEWAY_REQUESTS_PER_MINUTE": "1000000",
         "MEDGO_GATEWAY_TOKENS_PER_MINUTE": "100000000",
+        "MEDGO_GATEWAY_MAX_IN_FLIGHT_PER_KEY": "1024",
+        "MEDGO_GATEWAY_MAX_IN_FLIGHT": "256",
+        "MEDGO_GATEWAY_MAX_QUEUE": "256",
     } | {f"MEDGO_GATEWAY_{k.upper()}": v for k, v in settings.items()}
-    exe = str(Path(sys.executable).with_name("medgo-gateway"))
-    proc = subprocess.Popen([exe], env=env, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise SystemExit("the gateway did not become ready")
-        yield url, key, proc.pid
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+    exe = str(Path(sys.executable).with_name("medgo-gateway"))
+    with _process([exe], env, url + "/readyz", name, work / f"{name}.log") as pid:
+        yield Endpoint(name, url, {"Authorization": f"Bearer {key}"}, "medgo", pid)
 
 
-async def run_load(
-    url: str, headers: dict[str, str], model: str, *, concurrency: int, requests: int,
-    max_tokens: int,
-) -> tuple[list[float], Counter, float]:
-    """`requests` chats from `concurrency` workers; (latencies of 200s, statuses, wall s)."""
-    latencies: list[float] = []
+@contextlib.contextmanager
+def passthrough(vllm_url: str, adapter: str, work: Path) -> Iterator[Endpoint]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--upstream", vllm_url,
+            "--port", str(port)]
+    # Its only route is POST: a GET answering 405 means it is up.
+    with _process(argv, dict(os.environ), url + "/v1/chat/completions", "passthrough",
+                  work / "passthrough.log") as pid:
+        yield Endpoint("passthrough", url, {}, adapter, pid)
+
+
+def ensure_peer_venv() -> Path:
+    """LiteLLM (and py-spy) in var/bench/litellm-venv, installed once with pip."""
+    python = PEER_VENV / "bin" / "python"
+    marker = PEER_VENV / "installed.txt"
+    if not marker.exists() or marker.read_text() != "\n".join(PEER_PACKAGES):
+        print(f"installing LiteLLM into {PEER_VENV} (once)...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES],
+                       check=True)
+        marker.write_text("\n".join(PEER_PACKAGES))
+    return PEER_VENV / "bin"
+
+
+@contextlib.contextmanager
+def litellm(vllm_url: str, adapter: str, work: Path, bin_dir: Path) -> Iterator[Endpoint]:
+    config = work / "litellm.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "model_list": [{
+            "model_name": adapter,
+            "litellm_params": {"model": f"hosted_vllm/{adapter}",
+                               "api_base": vllm_url + "/v1", "api_key": "none"},
+        }],
+        "litellm_settings": {"telemetry": False, "drop_params": False},
+        "general_settings": {"master_key": MASTER_KEY},
+    }))
+    port = _free_port()
+    env = os.environ | {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": MASTER_KEY,
+        "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False", "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("PYTHONPATH", None)  # its own virtualenv, not the project's sources
+    argv = [str(bin_dir / "litellm"), "--config", str(config), "--host", "127.0.0.1",
+            "--port", str(port), "--num_workers", "1"]
+    url = f"http://127.0.0.1:{port}"
+    with _process(argv, env, url + "/health/liveliness", "litellm", work / "litellm.log") as pid:
+        yield Endpoint("litellm", url, {"Authorization": f"Bearer {MASTER_KEY}"}, adapter, pid)
+
+
+async def run_load(path: Endpoint, *, concurrency: int, requests: int, max_tokens: int,
+                   stream: bool) -> Sample:
+    """`requests` chats from `concurrency` workers; every answer must be a 200."""
+    sample = Sample()
     statuses: Counter = Counter()
     todo = iter(range(requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
+    async def one(client: httpx.AsyncClient, i: int) -> None:
+        body = {
+            "model": path.model, "max_tokens": max_tokens, "ignore_eos": True,
+            "stream": stream, "messages": [{"role": "user", "content": PROMPTS[i % 8]}],
+        }
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        start = time.perf_counter()
+        async with client.stream("POST", path.url + "/v1/chat/completions", json=body,
+                                 headers=path.headers) as r:
+            statuses[r.status_code] += 1
+            if not stream:
+                usage = json.loads(await r.aread()).get("usage") or {}
+                sample.completion_tokens += usage.get("completion_tokens") or 0
+            else:
+                async for line in r.aiter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        sample.chunks += 1
+                        usage = json.loads(line[6:]).get("usage") or {}
+                        sample.completion_tokens += usage.get("completion_tokens") or 0
+        if r.status_code == 200:
+            sample.latencies.append(time.perf_counter() - start)
+
     async def worker(client: httpx.AsyncClient) -> None:
         for i in todo:
-            body = {
-                "model": model, "max_tokens": max_tokens, "ignore_eos": True,
-                "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
-            }
-            start = time.perf_counter()
-            r = await client.post(url + "/v1/chat/completions", json=body, headers=headers)
-            statuses[r.status_code] += 1
-            if r.status_code == 200:
-                latencies.append(time.perf_counter() - start)
+            await one(client, i)
 
     async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+        before = path.cpu_s()
         began = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        return latencies, statuses, time.perf_counter() - began
+        sample.wall = time.perf_counter() - began
+        sample.cpu = path.cpu_s() - before
+    if set(statuses) != {200}:
+        raise SystemExit(f"{path.name} at concurrency {concurrency}: {dict(statuses)}")
+    sample.requests = requests
+    return sample
 
 
 def _p(values: list[float], q: float) -> float:
@@ -128,77 +273,83 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def overhead(args, gw_url: str, key: str, gw_pid: int) -> None:
-    auth = {"Authorization": f"Bearer {key}"}
-    gw = psutil.Process(gw_pid)
-    paths = {
-        "direct": (args.vllm_url, {}, args.adapter),
-        "gateway": (gw_url, auth, "medgo"),
-    }
-    print("| concurrency | requests per path | direct p50 / p99 ms | gateway p50 / p99 ms "
-          "| added p50 / p99 ms | throughput gateway/direct | gateway CPU ms/request |")
-    print("|---|---|---|---|---|---|---|")
+def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
+    max_tokens = args.stream_tokens if stream else args.max_tokens
+    kind = f"streamed, {max_tokens} tokens" if stream else f"non-streamed, {max_tokens} tokens"
+    print(f"\n**{kind}** — per level {args.rounds} rounds of every path in turn\n")
+    print("| c | path | requests | p50 / p99 ms | added p50 / p99 ms | throughput vs direct "
+          "| CPU ms/request | CPU µs/chunk | tokens/answer |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for conc in args.concurrency:
-        n = max(args.requests, conc * 4)
-        lat = {path: [] for path in paths}
-        wall = dict.fromkeys(paths, 0.0)
-        cpu = 0.0
-        for url, headers, model in paths.values():  # warm-up
-            asyncio.run(run_load(url, headers, model, concurrency=conc, requests=conc,
-                                 max_tokens=args.max_tokens))
-        # Rounds alternate direct and gateway, so both see the same (shared) machine.
+        n = max(args.stream_requests if stream else args.requests, 2 * conc)
+        total = {p.name: Sample() for p in paths}
+        for p in paths:  # warm-up: connections, caches
+            asyncio.run(run_load(p, concurrency=conc, requests=conc, max_tokens=max_tokens,
+                                 stream=stream))
         for _ in range(args.rounds):
-            for path, (url, headers, model) in paths.items():
-                before = sum(gw.cpu_times()[:2])
-                got, statuses, seconds = asyncio.run(
-                    run_load(url, headers, model, concurrency=conc, requests=n,
-                             max_tokens=args.max_tokens)
-                )
-                if set(statuses) != {200}:
-                    raise SystemExit(f"{path} at concurrency {conc}: {dict(statuses)}")
-                lat[path] += got
-                wall[path] += seconds
-                if path == "gateway":
-                    cpu += sum(gw.cpu_times()[:2]) - before
-        d = (statistics.median(lat["direct"]), _p(lat["direct"], 0.99))
-        g = (statistics.median(lat["gateway"]), _p(lat["gateway"], 0.99))
-        print(f"| {conc} | {n * args.rounds} | {d[0] * 1e3:.1f} / {d[1] * 1e3:.1f} "
-              f"| {g[0] * 1e3:.1f} / {g[1] * 1e3:.1f} "
-              f"| {(g[0] - d[0]) * 1e3:+.1f} / {(g[1] - d[1]) * 1e3:+.1f} "
-              f"| {wall['direct'] / wall['gateway']:.3f} "
-              f"| {cpu * 1e3 / (n * args.rounds):.2f} |")
+            for p in paths:
+                got = asyncio.run(run_load(p, concurrency=conc, requests=n,
+                                           max_tokens=max_tokens, stream=stream))
+                t = total[p.name]
+                t.latencies += got.latencies
+                t.wall += got.wall
+                t.cpu += got.cpu
+                t.requests += got.requests
+                t.chunks += got.chunks
+                t.completion_tokens += got.completion_tokens
+        d = total["direct"]
+        d50, d99 = statistics.median(d.latencies), _p(d.latencies, 0.99)
+        for p in paths:
+            t = total[p.name]
+            p50, p99 = statistics.median(t.latencies), _p(t.latencies, 0.99)
+            added = "—" if p.pid is None else f"{(p50 - d50) * 1e3:+.1f} / {(p99 - d99) * 1e3:+.1f}"
+            cpu_req = "—" if p.pid is None else f"{t.cpu * 1e3 / t.requests:.2f}"
+            cpu_chunk = ("—" if p.pid is None or not t.chunks
+                         else f"{t.cpu * 1e6 / t.chunks:.0f}")
+            print(f"| {conc} | {p.name} | {t.requests} | {p50 * 1e3:.1f} / {p99 * 1e3:.1f} "
+                  f"| {added} | {d.wall / t.wall:.3f} | {cpu_req} | {cpu_chunk} "
+                  f"| {t.completion_tokens / t.requests:.1f} |")
 
 
-def overload(args, work: Path) -> None:
-    slots = args.slots
-    clients = 4 * 2 * slots  # 4x what the gateway admits (in flight + queue)
-    with gateway(args.vllm_url, work, "overload", max_in_flight=str(slots),
-                 max_queue=str(slots), queue_timeout_s="2") as (url, key, pid):
-        proc = psutil.Process(pid)
-        rss_before = proc.memory_info().rss
-        peak = [rss_before]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], proc.memory_info().rss)
-                stop.wait(0.05)
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        try:
-            _, statuses, wall = asyncio.run(
-                run_load(url, {"Authorization": f"Bearer {key}"}, "medgo", concurrency=clients,
-                         requests=clients * args.overload_rounds, max_tokens=args.max_tokens)
-            )
-        finally:
-            stop.set()
-            sampler.join()
-    bad = {s: n for s, n in statuses.items() if s not in (200, 503)}
-    print(f"\nOverload: {clients} concurrent clients against {slots} in flight + {slots} queued, "
-          f"{sum(statuses.values())} requests in {wall:.1f} s")
-    print(f"  statuses: {dict(sorted(statuses.items()))}  unexpected: {bad or 'none'}")
-    print(f"  gateway RSS: {rss_before / 2**20:.0f} MiB before, {peak[0] / 2**20:.0f} MiB peak")
+def profile(args, gw: Endpoint, bin_dir: Path, work: Path) -> None:
+    """py-spy on the gateway under the highest concurrency; top frames by own time."""
+    conc = max(args.concurrency)
+    raw = work / "gateway.pyspy.txt"
+    spy = subprocess.Popen(
+        [str(bin_dir / "py-spy"), "record", "--pid", str(gw.pid), "--format", "raw",
+         "--output", str(raw), "--rate", "250", "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    for _ in range(args.rounds):
+        asyncio.run(run_load(gw, concurrency=conc, requests=max(args.requests, 2 * conc),
+                             max_tokens=args.max_tokens, stream=False))
+    spy.send_signal(signal.SIGINT)
+    spy.wait(timeout=60)
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";") if f]
+        samples += int(count)
+        if frames:
+            own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    print(f"\n**py-spy, gateway at concurrency {conc} (non-streamed), {samples} samples**\n")
+    print("own time (top 12):")
+    for frame, count in own.most_common(12):
+        print(f"  {100 * count / samples:5.1f} %  {frame}")
+    print("including callees (top 25 frames of our code, uvicorn, starlette, httpx):")
+    shown = 0
+    for frame, count in inclusive.most_common():
+        if any(k in frame for k in ("medgo", "uvicorn", "starlette", "httpx", "fastapi",
+                                    "limits", "pydantic", "h11", "httpcore")):
+            print(f"  {100 * count / samples:5.1f} %  {frame}")
+            shown += 1
+            if shown == 25:
+                break
 
 
 def main() -> None:
@@ -206,20 +357,36 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vllm-url", required=True)
     parser.add_argument("--adapter", default="medgo-tiny-sft",
-                        help="model name for direct requests (what `medgo` maps to)")
+                        help="the served LoRA adapter every path names")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--requests", type=int, default=64, help="per level (at least 4x c)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per level")
+    parser.add_argument("--requests", type=int, default=64, help="non-streamed, per round")
+    parser.add_argument("--stream-requests", type=int, default=32, help="streamed, per round")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=16)
-    parser.add_argument("--slots", type=int, default=8, help="overload gateway's in-flight")
-    parser.add_argument("--overload-rounds", type=int, default=3)
+    parser.add_argument("--stream-tokens", type=int, default=64)
+    parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="medgo-bench-gw-") as tmp:
+    bin_dir = ensure_peer_venv() if not (args.skip_litellm and not args.profile) else None
+    started = time.monotonic()
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="medgo-bench-gw-") as tmp, \
+            contextlib.ExitStack() as stack:
         work = Path(tmp)
-        with gateway(args.vllm_url, work, "overhead", max_in_flight="128",
-                     max_queue="128") as (url, key, pid):
-            overhead(args, url, key, pid)
-        overload(args, work)
+        direct = Endpoint("direct", args.vllm_url, {}, args.adapter)
+        gw = stack.enter_context(gateway(args.vllm_url, args.adapter, work))
+        paths = [direct, gw, stack.enter_context(passthrough(args.vllm_url, args.adapter, work))]
+        if not args.skip_litellm:
+            paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work, bin_dir)))
+        print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
+              f"({os.cpu_count()} CPUs)")
+        compare(args, paths, stream=False)
+        compare(args, paths, stream=True)
+        if args.profile:
+            profile(args, gw, bin_dir, work)
+    load = os.getloadavg()
+    print(f"\nload average at end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
+          f"benchmark wall time {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
 import sqlite3
 import threading
@@ -30,7 +32,7 @@ from medgo_gateway.recorder import INTERACTION, Recorder
 from medgo_gateway.spool import Spool, SpoolFullError
 from prometheus_client import CollectorRegistry
 
-from .conftest import wait_until
+from .conftest import FEEDBACK_TOKEN, GatewayProcess, wait_until
 
 TOKEN = "gw-spool-token"
 
@@ -188,3 +190,30 @@ def test_the_spool_is_bounded_and_measured(tmp_path):
     assert spool.bytes == 0 and spool.oldest_created() is None
     reopened = Spool(tmp_path / "gw.sqlite3", max_bytes=1500)
     assert reopened.bytes == 0
+
+
+def gateway_spool(gateway: GatewayProcess) -> Path:
+    return Path(gateway.env["MEDGO_GATEWAY_SPOOL_PATH"])
+
+
+def test_a_terminated_gateway_hands_its_spool_to_feedback(feedback, gateway_process, keys):
+    """A rollout deletes the pod: SIGTERM, and the spool is delivered before the exit."""
+    gateway = gateway_process(feedback_url=feedback.url, replay_interval_s="600")
+    gateway.start()
+    record = _record() | {"user_id": keys.clinician_id}
+    rating = {"interaction_id": record["id"], "verdict": "unacceptable"}
+    r = httpx.post(gateway.url + "/v1/feedback", json=rating, headers=keys.auth("clinician"),
+                   timeout=30)
+    assert (r.status_code, r.json()["status"]) == (202, "queued")  # feedback is down
+    feedback.start()
+    r = httpx.post(feedback.url + "/v1/interactions", json=record, timeout=10,
+                   headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"})
+    assert r.status_code == 201, r.text
+    # The gateway would retry only in 10 minutes: only the shutdown drain delivers it.
+    os.killpg(gateway.proc.pid, signal.SIGTERM)
+    gateway.proc.wait(timeout=60)  # uvicorn re-raises SIGTERM after its graceful shutdown
+    gateway.proc = None
+    assert "spool drained to the feedback service" in gateway.log.read_text()
+    stored = feedback.get(f"/v1/interactions/{record['id']}").json()
+    assert [x["verdict"] for x in stored["ratings"]] == ["unacceptable"]
+    assert _rows(gateway_spool(gateway)) == []
