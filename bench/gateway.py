@@ -364,9 +364,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--stream-tokens", type=int, default=64)
+    parser.add_argument("--modes", nargs="+", choices=["json", "stream"],
+                        default=["json", "stream"], help="non-streamed and/or streamed")
     parser.add_argument("--skip-litellm", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     args = parser.parse_args()
+    # A `timeout` or Ctrl-C must still stop the proxies this script started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bin_dir = ensure_peer_venv() if not (args.skip_litellm and not args.profile) else None
     started = time.monotonic()
     load = os.getloadavg()
@@ -380,8 +384,8 @@ def main() -> None:
             paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work, bin_dir)))
         print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
               f"({os.cpu_count()} CPUs)")
-        compare(args, paths, stream=False)
-        compare(args, paths, stream=True)
+        for mode in args.modes:
+            compare(args, paths, stream=mode == "stream")
         if args.profile:
             profile(args, gw, bin_dir, work)
     load = os.getloadavg()
