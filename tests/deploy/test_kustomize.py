@@ -13,9 +13,11 @@ import pytest
 # The oldest Kubernetes minor we support; strict = unknown fields are errors (they would
 # be silently dropped by the API server, e.g. a misspelt probe).
 K8S_VERSION = "1.32.0"
-# Custom resources have no schema in kubernetes-validate; none is rendered today (the
-# trainer creates its PyTorchJobs at run time), so any that appears must be listed here.
-CUSTOM_KINDS: set[str] = set()
+# Custom resources have no schema in kubernetes-validate; any that appears must be listed
+# here and is validated against its CRD schema elsewhere (test_training_runtime.py,
+# test_monitoring.py).
+CUSTOM_KINDS: set[str] = {"TrainingRuntime", "ResourceFlavor", "ClusterQueue", "LocalQueue",
+                          "ServiceMonitor", "PodMonitor", "PrometheusRule"}
 
 
 def find(objects: list[dict], kind: str, name: str) -> dict:
@@ -160,6 +162,7 @@ def test_only_the_trainer_gets_api_access_and_only_for_its_jobs(
     }
     job_verbs = ("create", "delete", "get", "list", "watch")
     assert rules == {
+        ("trainer.kubeflow.org", "trainjobs"): job_verbs,
         ("kubeflow.org", "pytorchjobs"): job_verbs,
         ("batch", "jobs"): job_verbs,
         ("", "configmaps"): ("create", "delete", "get"),
