@@ -1,0 +1,137 @@
+"""Training jobs on Kubeflow Trainer v2 and Kueue: the runtime, the queues and the
+InfiniBand knob that prod renders validate strictly against their CRD schemas
+(../shared/k8s-schemas, unknown fields rejected), fit together (a LocalQueue on a
+ClusterQueue on a flavor of the GPU nodes), and so do the jobs the trainer's executor
+builds from prod's own settings: the TrainJob (default) and the PyTorchJob fallback
+validate, reference what prod ships, carry the queue label, and ask only for what the
+queue covers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import crd_schema  # the helper beside this file (import-mode=importlib: not on sys.path)
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPONENTS = ROOT / "deploy" / "k8s" / "components"
+
+
+def _one(objects: list[dict], kind: str, name: str | None = None) -> dict:
+    generated = re.compile(rf"{re.escape(name or '')}-[a-z0-9]{{10}}")  # hashed ConfigMaps
+    found = [o for o in objects if o["kind"] == kind
+             and (name is None or o["metadata"]["name"] == name
+                  or generated.fullmatch(o["metadata"]["name"]))]
+    assert len(found) == 1, f"expected one {kind} {name or ''} in prod, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def prod(rendered: dict[str, list[dict]]) -> list[dict]:
+    return rendered["prod-a100"]
+
+
+@pytest.fixture(scope="module")
+def prod_infiniband(kubectl: str, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """prod-a100 with the infiniband component turned on, as ops would."""
+    overlay = tmp_path_factory.mktemp("prod-infiniband")
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        # kustomize takes relative paths only
+        "resources": [os.path.relpath(ROOT / "deploy" / "k8s" / "overlays" / "prod-a100",
+                                      overlay)],
+        "components": [os.path.relpath(COMPONENTS / "infiniband", overlay)],
+    }))
+    proc = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+
+
+def _training_kinds(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if o["apiVersion"].split("/")[0]
+            in {"trainer.kubeflow.org", "kueue.x-k8s.io"}]
+
+
+@pytest.mark.parametrize("variant", ["prod", "prod_infiniband"])
+def test_runtime_and_queues_validate_against_their_crds(request, variant: str) -> None:
+    objects = _training_kinds(request.getfixturevalue(variant))
+    assert sorted(o["kind"] for o in objects) == [
+        "ClusterQueue", "LocalQueue", "ResourceFlavor", "TrainingRuntime"]
+    for obj in objects:
+        crd_schema.validate(obj)
+
+
+def test_strict_validation_rejects_a_misspelt_field(prod: list[dict]) -> None:
+    """Bad input: what the API server would silently prune is an error naming the path."""
+    runtime = _one(prod, "TrainingRuntime")
+    broken = yaml.safe_load(yaml.safe_dump(runtime))
+    broken["spec"]["mlPolicy"]["torch"]["numProcsPerNode"] = 8
+    with pytest.raises(jsonschema.ValidationError,
+                       match=r"TrainingRuntime medgo-torch-deepspeed: spec/mlPolicy/torch: "
+                             r".*'numProcsPerNode' was unexpected"):
+        crd_schema.validate(broken)
+
+
+def test_the_local_queue_leads_to_the_gpu_nodes(prod: list[dict]) -> None:
+    local = _one(prod, "LocalQueue")
+    cluster = _one(prod, "ClusterQueue", local["spec"]["clusterQueue"])
+    namespace = _one(prod, "Namespace")
+    assert local["metadata"]["namespace"] == namespace["metadata"]["name"]
+    selector = cluster["spec"]["namespaceSelector"]["matchLabels"]
+    assert selector == {"kubernetes.io/metadata.name": namespace["metadata"]["name"]}
+    inference = _one(prod, "Deployment", "inference")["spec"]["template"]["spec"]
+    for group in cluster["spec"]["resourceGroups"]:
+        for flavor in group["flavors"]:
+            spec = _one(prod, "ResourceFlavor", flavor["name"])["spec"]
+            assert spec["nodeLabels"] == inference["nodeSelector"]
+            for taint in spec["nodeTaints"]:
+                assert any(t["key"] == taint["key"] and t["effect"] == taint["effect"]
+                           for t in inference["tolerations"])
+            assert {r["name"] for r in flavor["resources"]} == set(group["coveredResources"])
+
+
+def test_the_runtime_is_the_torch_shape_trainer_v2_expects(prod: list[dict]) -> None:
+    runtime = _one(prod, "TrainingRuntime")
+    assert runtime["metadata"]["namespace"] == "medgo"
+    assert "torch" in runtime["spec"]["mlPolicy"]
+    (job,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    assert job["name"] == "node"
+    assert job["template"]["metadata"]["labels"][
+        "trainer.kubeflow.org/trainjob-ancestor-step"] == "trainer"
+    pod = job["template"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["name"] == "node"
+    trainer = _one(prod, "Deployment", "trainer")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == trainer["image"]  # pinned by the same images: entry
+    nccl = container["envFrom"][0]["configMapRef"]["name"]
+    assert _one(prod, "ConfigMap", nccl)["metadata"]["name"] == nccl  # not hashed: jobs name it
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_infiniband_switches_nccl_and_lets_kueue_count_the_device(
+    prod: list[dict], prod_infiniband: list[dict]
+) -> None:
+    nccl = _one(prod_infiniband, "ConfigMap", "training-nccl")["data"]
+    assert _one(prod, "ConfigMap", "training-nccl")["data"]["NCCL_IB_DISABLE"] == "1"
+    assert nccl["NCCL_IB_DISABLE"] == "0" and nccl["NCCL_IB_HCA"]
+    runtime = _one(prod_infiniband, "TrainingRuntime")
+    container = runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"][
+        "template"]["spec"]["containers"][0]
+    assert container["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
+    config = _one(prod_infiniband, "ConfigMap", "trainer-config")["data"]
+    devices = yaml.safe_load(config["MEDGO_TRAINER_K8S_NODE_RESOURCES"])
+    (group,) = _one(prod_infiniband, "ClusterQueue")["spec"]["resourceGroups"]
+    assert set(devices) <= set(group["coveredResources"])
+    assert "MEDGO_TRAINER_K8S_NODE_RESOURCES" not in _one(prod, "ConfigMap",
+                                                           "trainer-config")["data"]
