@@ -42,8 +42,8 @@ from pathlib import Path
 
 import httpx
 import psutil
+from medgo_common.devdb import throwaway_postgres
 from medgo_feedback.db import build_engine, upgrade_to_head
-from medgo_feedback.devdb import throwaway_postgres
 from medgo_feedback.harness import serve_subprocess
 from medgo_feedback.models import Interaction, Rating
 from medgo_feedback.settings import FeedbackSettings

@@ -15,8 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import httpx
-
-from medgo_feedback.devdb import free_port
+from medgo_common.devdb import free_port
 
 
 @contextmanager

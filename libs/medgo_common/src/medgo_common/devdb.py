@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for the tests and the benchmark — never production.
+"""A throwaway PostgreSQL server for the tests and the benchmarks — never production.
 
 Starts the machine's PostgreSQL binaries (`pg_config --bindir`, else
 /usr/lib/postgresql/15/bin) on a private data directory and a free port, listening on
