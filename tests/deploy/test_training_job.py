@@ -70,6 +70,7 @@ def job_objects(rendered: dict) -> list[dict]:
     cluster = k8s.ClusterSpec(
         image=config["data"]["MEDGO_TRAINER_K8S_IMAGE"],
         namespace=config["data"]["MEDGO_TRAINER_K8S_NAMESPACE"],
+        job_api="pytorchjob",  # the TrainJob default: test_training_runtime.py
     )
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [], check_data=False)
     return k8s.build_job(recipe, recipe_name="medgo-72b-dpo", name="dpo-week-48",

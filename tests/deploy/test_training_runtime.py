@@ -135,3 +135,106 @@ def test_infiniband_switches_nccl_and_lets_kueue_count_the_device(
     assert set(devices) <= set(group["coveredResources"])
     assert "MEDGO_TRAINER_K8S_NODE_RESOURCES" not in _one(prod, "ConfigMap",
                                                            "trainer-config")["data"]
+
+
+def _settings_from(config: dict[str, str]):
+    """TrainerSettings exactly as a pod with this trainer-config ConfigMap gets them."""
+    from medgo_trainer.settings import TrainerSettings
+
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in config.items():
+            env.setenv(key, value)
+        return TrainerSettings()
+
+
+def _jobs(objects: list[dict], job_api: str) -> list[dict]:
+    """What `medgo-train submit --executor k8s` builds with these objects' settings."""
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
+
+    settings = _settings_from(_one(objects, "ConfigMap", "trainer-config")["data"])
+    cluster = k8s.cluster_spec(settings, job_api=job_api)
+    recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [], check_data=False)
+    return k8s.build_job(recipe, recipe_name="medgo-72b-dpo", name="dpo-week-48",
+                         cluster=cluster)
+
+
+def _pods(job: dict) -> list[tuple[dict, dict]]:
+    """(pod spec, its main container) of each kind of pod the job creates, merged the
+    way its controller merges them (TrainJob: runtime template + podSpecOverrides)."""
+    if job["kind"] == "PyTorchJob":
+        return [(s["template"]["spec"], s["template"]["spec"]["containers"][0])
+                for s in job["spec"]["pytorchReplicaSpecs"].values()]
+    (override,) = job["spec"]["podSpecOverrides"]
+    (mounts,) = override["containers"]
+    container = {**mounts, "image": job["spec"]["trainer"]["image"],
+                 "resources": job["spec"]["trainer"]["resourcesPerNode"]}
+    return [({k: v for k, v in override.items() if k != "containers"}, container)]
+
+
+@pytest.mark.parametrize("variant", ["prod", "prod_infiniband"])
+def test_the_trainjob_built_from_prod_settings_runs_on_what_prod_ships(request,
+                                                                       variant: str) -> None:
+    import kubernetes_validate
+
+    objects = request.getfixturevalue(variant)
+    configmap, job = _jobs(objects, "trainjob")
+    kubernetes_validate.validate(configmap, "1.32.0", strict=True)
+    crd_schema.validate(job)
+    assert job["metadata"]["namespace"] == _one(objects, "Namespace")["metadata"]["name"]
+    runtime = _one(objects, job["spec"]["runtimeRef"]["kind"],
+                   job["spec"]["runtimeRef"]["name"])
+    replicated = {j["name"]: j for j in runtime["spec"]["template"]["spec"]["replicatedJobs"]}
+    (override,) = job["spec"]["podSpecOverrides"]
+    for target in override["targetJobs"]:
+        containers = replicated[target["name"]]["template"]["spec"]["template"]["spec"][
+            "containers"]
+        assert {c["name"] for c in override["containers"]} <= {c["name"] for c in containers}
+    local = _one(objects, "LocalQueue")
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == local["metadata"]["name"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in objects}
+    flavor = _one(objects, "ResourceFlavor")["spec"]
+    for pod, container in _pods(job):
+        assert ("ServiceAccount", pod["serviceAccountName"]) in names
+        for volume in pod["volumes"]:
+            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+            assert claim is None or ("PersistentVolumeClaim", claim) in names
+        assert pod["nodeSelector"] == flavor["nodeLabels"]
+        assert container["image"] == _one(objects, "Deployment", "trainer")["spec"][
+            "template"]["spec"]["containers"][0]["image"]
+
+
+@pytest.mark.parametrize("variant", ["prod", "prod_infiniband"])
+@pytest.mark.parametrize("job_api", ["trainjob", "pytorchjob"])
+def test_the_queue_covers_and_holds_a_whole_training_job(request, variant: str,
+                                                         job_api: str) -> None:
+    """Kueue admits a job only if the ClusterQueue covers every resource it requests
+    and its quota holds all pods at once (gang admission)."""
+    objects = request.getfixturevalue(variant)
+    *_, job = _jobs(objects, job_api)
+    (group,) = _one(objects, "ClusterQueue")["spec"]["resourceGroups"]
+    (flavor,) = group["flavors"]
+    quota = {r["name"]: _quantity(r["nominalQuota"]) for r in flavor["resources"]}
+    nodes = (job["spec"]["trainer"]["numNodes"] if job_api == "trainjob" else
+             sum(s["replicas"] for s in job["spec"]["pytorchReplicaSpecs"].values()))
+    (_, container), *_ = _pods(job)
+    requests = container["resources"]["requests"]
+    assert set(requests) <= set(group["coveredResources"]), "Kueue would never admit it"
+    for resource, amount in requests.items():
+        assert nodes * _quantity(amount) <= quota[resource], resource
+
+
+def test_the_pytorchjob_fallback_validates_against_its_crd(prod: list[dict]) -> None:
+    _, job = _jobs(prod, "pytorchjob")
+    crd_schema.validate(job)
+    for _, container in _pods(job):
+        assert container["envFrom"] == [{"configMapRef": {"name": "training-nccl",
+                                                          "optional": True}}]
+
+
+_UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3}
+
+
+def _quantity(value: str | int) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value)).groups()
+    return float(number) * _UNITS[unit]

@@ -183,8 +183,7 @@ def _submit(args: argparse.Namespace, settings: TrainerSettings) -> Any:
         return {"exit_code": code, "log": str(log_path), "out_dir": str(args.out)}
     if not args.name:
         raise SystemExit("medgo-train submit: --name is required with --executor k8s")
-    cluster = k8s.ClusterSpec(image=settings.k8s_image, namespace=settings.k8s_namespace,
-                              nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    cluster = k8s.cluster_spec(settings, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     objects = k8s.build_job(recipe, recipe_name=args.recipe, name=args.name, cluster=cluster,
                             overrides=args.overrides)
     if args.print_only:

@@ -3,9 +3,10 @@
 The weekly CronJob runs the loop in a small pod (export, registry, gate, promotion);
 the two compute steps run where the GPUs are, and the loop waits for each:
 
-- step 3 is the DPO PyTorchJob `k8s.build_job` renders (as `medgo-train submit
-  --executor k8s` does), named after the checkpoint id; when its Succeeded condition
-  is set, the run's `metrics.json` is read from the model store;
+- step 3 is the DPO training job `k8s.build_job` renders (as `medgo-train submit
+  --executor k8s` does: a TrainJob, or a PyTorchJob with `MEDGO_TRAINER_K8S_JOB_API=
+  pytorchjob`), named after the checkpoint id; when it has succeeded, the run's
+  `metrics.json` is read from the model store;
 - step 5 is a batch Job on one GPU node (`build_eval_job`). The inference image's own
   launcher (`medgo-inference`, with production's `inference-config` settings) serves
   the base with the baseline and candidate adapters as a native sidecar (an init
@@ -174,11 +175,12 @@ class K8sCompute:
         objects = k8s.build_job(recipe, recipe_name=recipe_name, name=checkpoint_id,
                                 cluster=self.cluster, overrides=overrides,
                                 out=self.cluster_path(run_dir))
-        self._run(objects, "PyTorchJob", checkpoint_id, self.train_timeout_s)
+        kind = objects[-1]["kind"]  # a TrainJob, or a PyTorchJob (cluster.job_api)
+        self._run(objects, kind, checkpoint_id, self.train_timeout_s)
         try:
             return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))["metrics"]
         except (OSError, ValueError, KeyError) as exc:
-            raise LoopError(f"PyTorchJob {checkpoint_id} succeeded but {run_dir} holds no "
+            raise LoopError(f"{kind} {checkpoint_id} succeeded but {run_dir} holds no "
                             f"finished run ({exc})") from exc
 
     def evaluate(self, baseline: Checkpoint, candidate: Checkpoint,
