@@ -238,3 +238,22 @@ _UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3}
 def _quantity(value: str | int) -> float:
     number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(value)).groups()
     return float(number) * _UNITS[unit]
+
+
+def test_prod_shares_one_registry_on_postgresql(rendered: dict[str, list[dict]]) -> None:
+    """The job API and the weekly loop write the same registry: in prod both read its
+    URL from one Secret (PostgreSQL); locally nothing sets it (SQLite on the model store)."""
+    def registry_env(pod: dict) -> dict | None:
+        return next((e for e in pod["containers"][0].get("env", [])
+                     if e["name"] == "MEDGO_TRAINER_REGISTRY_URL"), None)
+
+    prod = rendered["prod-a100"]
+    api = _one(prod, "Deployment", "trainer")["spec"]["template"]["spec"]
+    loop = _one(prod, "CronJob", "feedback-loop")["spec"]["jobTemplate"]["spec"]["template"][
+        "spec"]
+    assert registry_env(api) == registry_env(loop) == {
+        "name": "MEDGO_TRAINER_REGISTRY_URL",
+        "valueFrom": {"secretKeyRef": {"name": "trainer-registry-dsn", "key": "dsn"}}}
+    local = rendered["local-cpu"]
+    assert registry_env(_one(local, "Deployment", "trainer")["spec"]["template"]["spec"]) is None
+    assert "MEDGO_TRAINER_REGISTRY_URL" not in _one(local, "ConfigMap", "trainer-config")["data"]
