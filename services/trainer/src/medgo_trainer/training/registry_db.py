@@ -41,6 +41,7 @@ DEFAULT_SCHEMA = "medgo_registry"  # as TrainerSettings.registry_schema
 MIGRATIONS = "medgo_trainer.training:registry_migrations"
 #: Execution option naming how a SQLite transaction begins (DEFERRED or IMMEDIATE).
 SQLITE_BEGIN = "medgo_sqlite_begin"
+_MIGRATION_LOCK = 0x6D656467  # any constant key: "medg"
 
 metadata = MetaData()
 checkpoints = Table(
@@ -111,10 +112,12 @@ def _upgrade(engine: Engine, schema: str) -> None:
     """Bring the registry's tables to the newest migration (a no-op when they are)."""
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
+    # One transaction, one migrator at a time (the job API and the CronJob may start
+    # together): SQLite's write lock, or a transaction-scoped advisory lock.
     with engine.connect().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"}) as connection:
         if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-            connection.commit()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
         connection.commit()
