@@ -33,7 +33,7 @@ THIRD_PARTY_ENV = {
     "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE", "postgres_password",
 }
 # Secrets that prod-a100 leaves to ops (docs/operations.md) instead of rendering.
-OPS_SECRETS = {"service-tokens", "gateway-api-keys", "feedback-dsn"}
+OPS_SECRETS = {"service-tokens", "gateway-api-keys", "feedback-dsn", "trainer-registry-dsn"}
 
 
 def _pod_spec(obj: dict) -> dict:
