@@ -257,3 +257,28 @@ def test_prod_shares_one_registry_on_postgresql(rendered: dict[str, list[dict]])
     local = rendered["local-cpu"]
     assert registry_env(_one(local, "Deployment", "trainer")["spec"]["template"]["spec"]) is None
     assert "MEDGO_TRAINER_REGISTRY_URL" not in _one(local, "ConfigMap", "trainer-config")["data"]
+
+
+def test_the_queue_admits_the_loops_evaluation_job(prod: list[dict]) -> None:
+    """The evaluation Job queues in the same LocalQueue: its vLLM sidecar and evaluator
+    together (Kueue adds a sidecar's requests to the pod's) fit the quota."""
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.executors.k8s_loop import build_eval_job
+
+    settings = _settings_from(_one(prod, "ConfigMap", "trainer-config")["data"])
+    job = build_eval_job(
+        "medgo-72b-dpo-1a2b3c4d-eval", k8s.cluster_spec(settings),
+        inference_image=settings.k8s_inference_image, serving={}, command=["true"],
+        model_dir=settings.model_dir, data_dir=settings.data_dir, serve_timeout_s=1800,
+        timeout_s=14400)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == _one(
+        prod, "LocalQueue")["metadata"]["name"]
+    pod = job["spec"]["template"]["spec"]
+    requests: dict[str, float] = {}
+    for container in pod["initContainers"] + pod["containers"]:
+        for resource, amount in container["resources"]["requests"].items():
+            requests[resource] = requests.get(resource, 0) + _quantity(amount)
+    (group,) = _one(prod, "ClusterQueue")["spec"]["resourceGroups"]
+    quota = {r["name"]: _quantity(r["nominalQuota"]) for r in group["flavors"][0]["resources"]}
+    assert set(requests) <= set(group["coveredResources"])
+    assert all(amount <= quota[resource] for resource, amount in requests.items())
