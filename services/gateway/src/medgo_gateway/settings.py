@@ -10,23 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from medgo_common.paths import default_var_dir
+from medgo_common.startup import ServerSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 
 def _default_state_dir() -> Path:
     return default_var_dir() / "gateway"
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServerSettings):
     """Gateway configuration; field descriptions double as the docs' settings table."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_GATEWAY_", extra="ignore")
 
     # -- serving
-    host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
-    log_level: str = Field("INFO", description="log level of the JSON logs")
 
     # -- upstreams
     inference_url: str = Field(
