@@ -47,6 +47,13 @@ def netpol() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def k8s_schemas() -> object:
+    """The strict validator of tests/deploy/k8s_schemas.py on the shared schema directory."""
+    module = _load("medgo_deploy_k8s_schemas", Path(__file__).with_name("k8s_schemas.py"))
+    return module.Validator(module.schemas_dir(ROOT))
+
+
+@pytest.fixture(scope="session")
 def kubectl() -> str:
     path = shutil.which("kubectl")
     if path is None:
