@@ -9,6 +9,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -17,7 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import free_port
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_docs_off_and_metrics_on_their_own_port(make_settings, serve) -> None:
