@@ -5,15 +5,18 @@ open a connection to whom, and this module states the architecture's edges as ru
 Required: the hospital range → the gateway's API (TLS) port; the gateway → inference,
 feedback, Redis; feedback → PostgreSQL; the trainer → the Kubernetes API server and
 feedback; training pods ↔ each other; the evaluation job → its vLLM; Prometheus → every
-metrics port; every pod → DNS. Forbidden: vLLM's port from anything but the gateway
-(and the evaluation pod's own); feedback from anything but the gateway and the trainer;
+metrics port; every pod → DNS; the serving path → the OpenTelemetry collector.
+Forbidden: vLLM's port from anything but the gateway (and the evaluation pod's own;
+Prometheus reads its /metrics there); feedback from anything but the gateway and the
+trainer;
 the gateway's API port from inside the cluster; Prometheus on a port that is not a
 metrics port; any pod to the internet.
 
 Pods the manifests do not render are placed with the labels they have at run time:
 training and evaluation pods (the trainer's executor sets these labels:
 services/trainer executors `_pod_template` and `build_eval_job`), Redis (component
-`redis`, when an overlay lacks it), Prometheus in `monitoring`, kube-dns in
+`redis`, when an overlay lacks it), Prometheus and the OpenTelemetry collector in
+`monitoring`, kube-dns in
 `kube-system`, and a pod of an unrelated namespace. Addresses outside the pod network
 are the overlay's ConfigMap `cluster-network`.
 
@@ -71,6 +74,9 @@ def build_world(netpol: ModuleType, objects: list[dict]) -> World:
                      {**TRAINING_LABELS, "medgo.io/role": "eval"}, (Port(8001, "http"),))
     pods["prometheus"] = P("monitoring/prometheus", "monitoring",
                            {"app.kubernetes.io/name": "prometheus"})
+    pods["otel-collector"] = P("monitoring/otel-collector", "monitoring",
+                               {"app.kubernetes.io/name": "opentelemetry-collector"},
+                               (Port(4317, "otlp-grpc"), Port(4318, "otlp-http")))
     pods["kube-dns"] = P("kube-system/kube-dns", "kube-system", {"k8s-app": "kube-dns"},
                          (Port(53, "dns", "UDP"), Port(53, "dns-tcp", "TCP")))
     pods["stranger"] = P("other/stranger", "other", {"app": "gateway"})
@@ -127,6 +133,10 @@ def violations(netpol: ModuleType, objects: list[dict]) -> list[str]:
         for port in (*RENDEZVOUS_PORTS, NCCL_PORT):
             need("training pods ↔ each other (rendezvous, NCCL)", pods[a], pods[b], port)
     need("evaluation job → its vLLM", pods["eval"], pods["eval"], "http")
+    for r in ["gateway", *vllm, "feedback"]:
+        need(f"{r} → OpenTelemetry collector", pods[r], pods["otel-collector"], "otlp-grpc")
+    for r in trainers:
+        deny(f"{r} sends no traces", pods[r], pods["otel-collector"], "otlp-grpc")
     for r in ours:
         port = _metrics_port(pods[r])
         if port:
@@ -193,7 +203,8 @@ def test_a_missing_edge_names_the_rule_and_the_isolating_policies(
     found = "\n".join(violations(netpol, objects))
     assert ("feedback → PostgreSQL: Deployment/feedback → 10.30.1.10:5432: egress of "
             "Deployment/feedback is isolated by [NetworkPolicy/allow-dns-egress, "
-            "NetworkPolicy/default-deny] and no rule admits 10.30.1.10 on 5432/TCP") in found
+            "NetworkPolicy/allow-otlp-egress, NetworkPolicy/default-deny] and no rule admits "
+            "10.30.1.10 on 5432/TCP") in found
     objects = _without(rendered["prod-a100"], "NetworkPolicy", "allow-training-job-peers")
     assert "training pods ↔ each other" in "\n".join(violations(netpol, objects))
 
@@ -224,6 +235,17 @@ def test_an_open_egress_or_a_wide_scrape_is_caught(
     assert ("Prometheus reaches metrics ports only: monitoring/prometheus → "
             "Deployment/gateway:8000") in found
     assert ("only the gateway and the trainer reach feedback" not in found)
+
+
+def test_a_scrape_rule_for_a_whole_namespace_opens_the_apis_to_it(
+    rendered: dict[str, list[dict]], netpol: ModuleType
+) -> None:
+    objects = copy.deepcopy(rendered["prod-a100"])
+    peer = _policy(objects, "allow-prometheus-scrape")["spec"]["ingress"][0]["from"][0]
+    del peer["podSelector"]  # the namespace alone: every pod of monitoring
+    found = "\n".join(violations(netpol, objects))
+    assert ("only the gateway and evaluation jobs reach vLLM: monitoring/otel-collector → "
+            "Deployment/inference:http") in found
 
 
 def test_vllm_closed_to_everyone_but_the_gateway(
