@@ -8,17 +8,16 @@ feedback; training pods ↔ each other; the evaluation job → its vLLM; Prometh
 metrics port; every pod → DNS; the serving path → the OpenTelemetry collector.
 Forbidden: vLLM's port from anything but the gateway (and the evaluation pod's own;
 Prometheus reads its /metrics there); feedback from anything but the gateway and the
-trainer;
-the gateway's API port from inside the cluster; Prometheus on a port that is not a
-metrics port; any pod to the internet.
+trainer; the gateway's API port from inside the cluster; Prometheus on a port that is
+not a metrics port (nor any other pod of `monitoring` on them); any pod to the
+internet.
 
 Pods the manifests do not render are placed with the labels they have at run time:
 training and evaluation pods (the trainer's executor sets these labels:
 services/trainer executors `_pod_template` and `build_eval_job`), Redis (component
 `redis`, when an overlay lacks it), Prometheus and the OpenTelemetry collector in
-`monitoring`, kube-dns in
-`kube-system`, and a pod of an unrelated namespace. Addresses outside the pod network
-are the overlay's ConfigMap `cluster-network`.
+`monitoring`, kube-dns in `kube-system`, and a pod of an unrelated namespace.
+Addresses outside the pod network are the overlay's ConfigMap `cluster-network`.
 
 A broken rule fails with "<rule>: <source> → <destination>:<port>: <why>", the why
 naming the policies that isolate the pod or the one that admits the edge.
