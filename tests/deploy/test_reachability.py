@@ -13,8 +13,8 @@ not a metrics port (nor any other pod of `monitoring` on them); any pod to the
 internet.
 
 Pods the manifests do not render are placed with the labels they have at run time:
-training and evaluation pods (the trainer's executor sets these labels:
-services/trainer executors `_pod_template` and `build_eval_job`), Redis (component
+training and evaluation pods (the labels medgo_trainer.training.executors gives them;
+test_training_job.py checks the real pods against the same policies), Redis (component
 `redis`, when an overlay lacks it), Prometheus and the OpenTelemetry collector in
 `monitoring`, kube-dns in `kube-system`, and a pod of an unrelated namespace.
 Addresses outside the pod network are the overlay's ConfigMap `cluster-network`.

@@ -209,3 +209,29 @@ def test_prod_inference_serves_every_adapter_the_loop_promotes(rendered: dict) -
     assert recipe.max_serving_rank is not None
     assert int(_config(rendered, "inference-")["MEDGO_INFERENCE_MAX_LORA_RANK"]) >= (
         recipe.max_serving_rank)
+
+
+def test_the_jobs_pods_are_what_the_network_policies_expect(
+    rendered: dict, job_objects: list[dict], eval_job: dict, netpol
+) -> None:
+    """The run-time pods test_reachability.py places by label are the ones the executor
+    builds: prod's policies let master and workers rendezvous, keep the gateway out,
+    and keep training pods away from the evaluation pod's vLLM."""
+    import ipaddress
+
+    objects = rendered["prod-a100"]
+    job = job_objects[-1]
+    master, worker = (
+        netpol.Pod(f"PyTorchJob/{job['metadata']['name']} {role}", "medgo",
+                   spec["template"]["metadata"]["labels"])
+        for role, spec in job["spec"]["pytorchReplicaSpecs"].items())
+    (evaluation,) = netpol.pods_of([eval_job])
+    gateway = next(p for p in netpol.pods_of(objects) if p.name == "Deployment/gateway")
+    network = next(o for o in objects if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"] == "cluster-network")["data"]
+    cluster = netpol.Cluster(netpol.network_policies(objects),
+                             [master, worker, evaluation, gateway],
+                             pod_network=ipaddress.ip_network(network["pod-cidr"]))
+    assert cluster.allows(master, worker, 29500) and cluster.allows(worker, master, 29500)
+    assert not cluster.allows(gateway, master, 29500)
+    assert not cluster.allows(master, evaluation, 8001)
