@@ -144,6 +144,11 @@ def violations(netpol: ModuleType, objects: list[dict]) -> list[str]:
         need("every pod → DNS (TCP)", pods[r], pods["kube-dns"], 53, "TCP")
 
     # -- forbidden edges
+    pod_net = ipaddress.ip_network(world.network["pod-cidr"])
+    for key, cidr in sorted(world.network.items()):
+        if key != "pod-cidr" and ipaddress.ip_network(cidr).overlaps(pod_net):
+            out.append(f"ranges outside the pod network stay outside: ConfigMap/cluster-network "
+                       f"{key} {cidr} overlaps pod-cidr {pod_net}")
     for src_role, src in pods.items():
         if src_role not in {"gateway", "prometheus"}:  # Prometheus: /metrics, API key
             for r in vllm:
@@ -218,6 +223,18 @@ def test_a_range_covering_the_pod_network_opens_the_gateway_to_every_pod(
     assert ("the gateway's API port is for the hospital range only: other/stranger → "
             "Deployment/gateway:api: other/stranger is not isolated for egress; ingress rule "
             "0 of NetworkPolicy/allow-hospital-to-gateway") in found
+
+
+def test_an_address_range_overlapping_the_pod_network_is_named(
+    rendered: dict[str, list[dict]], netpol: ModuleType
+) -> None:
+    objects = copy.deepcopy(rendered["prod-a100"])
+    network = next(o for o in objects if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"] == "cluster-network")
+    network["data"]["api-server-cidr"] = "10.0.0.0/8"
+    assert ("ranges outside the pod network stay outside: ConfigMap/cluster-network "
+            "api-server-cidr 10.0.0.0/8 overlaps pod-cidr 10.244.0.0/16") in violations(
+                netpol, objects)
 
 
 def test_an_open_egress_or_a_wide_scrape_is_caught(
