@@ -8,8 +8,9 @@ too many) fails a test instead of a pod in the hospital.
 Semantics implemented (networking.k8s.io/v1 NetworkPolicy, as the Kubernetes docs
 define them):
 
-- A policy applies to the pods of its own namespace that its `spec.podSelector`
-  selects; an empty selector `{}` selects every pod of the namespace.
+- A policy applies to the pods of its own namespace (`default` when it names none)
+  that its `spec.podSelector` selects; an empty selector `{}` selects every pod of the
+  namespace.
 - `policyTypes` says which directions it governs; when absent it is `[Ingress]`, plus
   `Egress` if the policy has an `egress` section.
 - Isolation is per direction: a pod is isolated for ingress (egress) when at least one
@@ -147,12 +148,14 @@ class Cluster:
         cidr = ipaddress.ip_network(block["cidr"], strict=False)
         excepts = [ipaddress.ip_network(e, strict=False) for e in block.get("except") or []]
         if isinstance(end, Pod):
-            if self.pod_network is None or not cidr.overlaps(self.pod_network):
+            net = self.pod_network
+            if net is None or net.version != cidr.version or not cidr.overlaps(net):
                 return False
             # Still reachable unless the excepts cover the whole overlap.
-            overlap = cidr if cidr.subnet_of(self.pod_network) else self.pod_network
+            overlap = cidr if cidr.subnet_of(net) else net
             return not any(overlap.subnet_of(e) for e in excepts if e.version == overlap.version)
-        return end in cidr and not any(end in e for e in excepts)
+        return (end.version == cidr.version and end in cidr
+                and not any(end.version == e.version and end in e for e in excepts))
 
     def _peer_matches(self, peer: Mapping, end: Endpoint, policy_ns: str) -> bool:
         if "ipBlock" in peer:
@@ -185,13 +188,13 @@ class Cluster:
                    port: ContainerPort) -> Verdict:
         section, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
         selecting = [p for p in self.policies
-                     if p["metadata"].get("namespace", pod.namespace) == pod.namespace
+                     if p["metadata"].get("namespace", "default") == pod.namespace
                      and selector_matches(p["spec"].get("podSelector", {}), pod.labels)
                      and direction in policy_types(p)]
         if not selecting:
             return Verdict(True, f"{pod.name} is not isolated for {section}")
         for policy in selecting:
-            ns = policy["metadata"].get("namespace", pod.namespace)
+            ns = pod.namespace
             for i, rule in enumerate(policy["spec"].get(section) or []):
                 peers, ports = rule.get(peers_key) or [], rule.get("ports") or []
                 if peers and not any(self._peer_matches(p, other, ns) for p in peers):
