@@ -186,3 +186,29 @@ def test_only_the_trainer_gets_api_access_and_only_for_its_jobs(
     for obj in objects:
         if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "trainer":
             assert obj["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_prod_edge_is_https_only_without_metrics_or_docs(rendered: dict) -> None:
+    """The load balancer carries the gateway's TLS API port alone: /metrics lives on the
+    port MEDGO_GATEWAY_METRICS_PORT names, which no LoadBalancer Service targets, and
+    /docs (Swagger UI from a CDN) is off."""
+    objects = rendered["prod-a100"]
+    config = find(objects, "ConfigMap", "gateway-config")["data"]
+    assert config["MEDGO_GATEWAY_API_DOCS"] == "false"
+    pod = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == int(config["MEDGO_GATEWAY_METRICS_PORT"])
+    assert ports["api"] == int(config["MEDGO_GATEWAY_PORT"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for key in ("MEDGO_GATEWAY_TLS_CERTFILE", "MEDGO_GATEWAY_TLS_KEYFILE"):
+        directory = env[key].rpartition("/")[0]
+        assert volumes[mounts[directory]]["secret"]["secretName"] == (
+            find(objects, "Certificate", "gateway-tls")["spec"]["secretName"])
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    balancers = [o for o in objects if o["kind"] == "Service"
+                 and o["spec"].get("type") == "LoadBalancer"]
+    assert [b["metadata"]["name"] for b in balancers] == ["gateway"]
+    assert balancers[0]["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "api"}]
