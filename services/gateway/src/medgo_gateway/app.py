@@ -9,7 +9,7 @@ reach the spool before closing it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from medgo_common.observability import RequestIdMiddleware, health_router
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
+from medgo_gateway.edge import StrictTransportSecurity, metrics_server
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
@@ -47,6 +48,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path)
+        edge = ExitStack()
+        if settings.metrics_port is not None:
+            edge.enter_context(metrics_server(settings.host, settings.metrics_port,
+                                              metrics.registry))
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             upstream = Upstream(
                 client=client,
@@ -99,12 +104,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             finally:
                 await recorder.stop()
                 spool.close()
+                edge.close()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="MedGo gateway",
         version="0.1.0",
         description="The hospital's OpenAI-compatible entry point to MedGo.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app, validation_status=400)
 
@@ -112,7 +122,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         state: GatewayState | None = getattr(app.state, "gateway", None)
         return "starting" if state is None else await state.upstream.readiness()
 
-    app.include_router(health_router(metrics.registry, readiness))
+    app.include_router(
+        health_router(metrics.registry, readiness, metrics=settings.metrics_port is None))
     for router in (chat.router, models.router, feedback.router, admin.router, session.router):
         app.include_router(router)
     mount_ui(app)
@@ -120,4 +131,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                        on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    if settings.tls_certfile is not None:
+        app.add_middleware(StrictTransportSecurity)
     return app
