@@ -230,25 +230,35 @@ def build_job(
     if cluster.queue:
         labels["kueue.x-k8s.io/queue-name"] = cluster.queue
     if cluster.job_api == "trainjob":
-        volumes, mounts = _storage(cluster, configmap)
-        pod = {"serviceAccountName": cluster.service_account, **gpu_placement(cluster),
-               "volumes": volumes,
-               "containers": [{"name": k8s_trainjob.NODE, "volumeMounts": mounts}]}
-        objects.append(k8s_trainjob.build_trainjob(
-            name, namespace=cluster.namespace, runtime=cluster.runtime, image=cluster.image,
-            command=["torchrun", *stage], nodes=cluster.nodes,
-            procs_per_node=cluster.gpus_per_node, resources=_resources(cluster), pod=pod,
-            labels=labels))
-        return objects
-    command = ["torchrun", f"--nnodes={cluster.nodes}",
-               f"--nproc_per_node={cluster.gpus_per_node}", *stage]
+        objects.append(_trainjob(name, ["torchrun", *stage], cluster, configmap, labels))
+    else:
+        command = ["torchrun", f"--nnodes={cluster.nodes}",
+                   f"--nproc_per_node={cluster.gpus_per_node}", *stage]
+        objects.append(_pytorchjob(name, command, cluster, configmap, labels))
+    return objects
+
+
+def _trainjob(name: str, command: list[str], cluster: ClusterSpec, configmap: str | None,
+              labels: dict[str, str]) -> dict[str, Any]:
+    volumes, mounts = _storage(cluster, configmap)
+    pod = {"serviceAccountName": cluster.service_account, **gpu_placement(cluster),
+           "volumes": volumes,
+           "containers": [{"name": k8s_trainjob.NODE, "volumeMounts": mounts}]}
+    return k8s_trainjob.build_trainjob(
+        name, namespace=cluster.namespace, runtime=cluster.runtime, image=cluster.image,
+        command=command, nodes=cluster.nodes, procs_per_node=cluster.gpus_per_node,
+        resources=_resources(cluster), pod=pod, labels=labels)
+
+
+def _pytorchjob(name: str, command: list[str], cluster: ClusterSpec, configmap: str | None,
+                labels: dict[str, str]) -> dict[str, Any]:
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure",
                            "template": _pod_template(name, "master", command, cluster, configmap)}}
     if cluster.nodes > 1:
         replicas["Worker"] = {"replicas": cluster.nodes - 1, "restartPolicy": "OnFailure",
                               "template": _pod_template(name, "worker", command, cluster,
                                                         configmap)}
-    objects.append({
+    return {
         "apiVersion": "/".join(CUSTOM["PyTorchJob"][:2]), "kind": "PyTorchJob",
         "metadata": {"name": name, "namespace": cluster.namespace, "labels": labels},
         "spec": {
@@ -258,8 +268,7 @@ def build_job(
                              if cluster.scheduler_name == "volcano" else {})},
             "pytorchReplicaSpecs": replicas,
         },
-    })
-    return objects
+    }
 
 
 def submit(objects: list[dict[str, Any]], api_client: Any, *,
