@@ -12,7 +12,6 @@ import contextlib
 import functools
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,17 +21,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from medgo_common.supervise import launched_process, wait_http_ok
+from medgo_common.supervise import free_port, launched_process, wait_http_ok
 
 BIN = Path(sys.executable).parent
 BOOT_TIMEOUT_S = 90
 GATEWAY_TOKEN, TRAINER_TOKEN = "e2e-gateway-token", "e2e-trainer-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path):

@@ -9,19 +9,20 @@ reach the spool before closing it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
+from medgo_gateway.edge import StrictTransportSecurity, metrics_server
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
-from medgo_gateway.policy.limits import BodySizeLimit
 from medgo_gateway.policy.ratelimit import Quotas
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
@@ -48,6 +49,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
+        edge = ExitStack()
+        if settings.metrics_port is not None:
+            edge.enter_context(metrics_server(settings.host, settings.metrics_port,
+                                              metrics.registry))
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             upstream = Upstream(
                 client=client,
@@ -104,12 +109,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 await recorder.stop()
                 spool.close()
                 await quotas.close()
+                edge.close()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="MedGo gateway",
         version="0.1.0",
         description="The hospital's OpenAI-compatible entry point to MedGo.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app, validation_status=400)
 
@@ -117,13 +127,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         state: GatewayState | None = getattr(app.state, "gateway", None)
         return "starting" if state is None else await state.upstream.readiness()
 
-    app.include_router(health_router(metrics.registry, readiness))
+    app.include_router(
+        health_router(metrics.registry, readiness, metrics=settings.metrics_port is None))
     for router in (chat.router, models.router, feedback.router, admin.router, session.router):
         app.include_router(router)
     mount_ui(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    if settings.tls_certfile is not None:
+        app.add_middleware(StrictTransportSecurity)
     return app
 
 

@@ -82,18 +82,14 @@ class Recorder:
         self._writer: asyncio.Task | None = None
         self._outage = False
         self._depth = 0
-        self._oldest: float | None = None
         metrics.spool_bytes.set_function(lambda: spool.bytes)
-        metrics.spool_oldest_age.set_function(
-            lambda: 0.0 if self._oldest is None else max(0.0, time.time() - self._oldest)
-        )
         if spool.max_bytes is not None:
             metrics.spool_max_bytes.set(spool.max_bytes)
 
     # -- lifecycle
     async def start(self) -> None:
         self._set_depth(await asyncio.to_thread(self._spool.depth))
-        self._oldest = await asyncio.to_thread(self._spool.oldest_created)
+        self._metrics.spool_oldest_age.set_function(self._spool.oldest_age)
         self._task = asyncio.create_task(self._run(), name="medgo-gateway-delivery")
         self._writer = asyncio.create_task(self._write_loop(), name="medgo-gateway-spooler")
 
@@ -156,8 +152,6 @@ class Recorder:
             self._writing = True
             try:
                 added = await asyncio.to_thread(self._write, batch)
-                if added and self._oldest is None:
-                    self._oldest = time.time()
                 self._set_depth(self._depth + added)  # read after the await: acks move it
             except Exception as exc:
                 # The spool itself failed (disk, or full): these records are lost; say so.
@@ -203,8 +197,6 @@ class Recorder:
                 code="spool_full", headers={"Retry-After": "30"},
             ) from None
         self._set_depth(self._depth + added)
-        if added and self._oldest is None:
-            self._oldest = time.time()
         self._wake.set()
         return 202, {"status": "queued", "interaction_id": str(rating.interaction_id)}
 
@@ -286,7 +278,6 @@ class Recorder:
                 self._set_depth(self._depth - len(batch))
                 self._metrics.delivered.labels(kind=item.kind).inc(len(batch))
             index += len(batch)
-        self._oldest = await asyncio.to_thread(self._spool.oldest_created)
 
     async def _defer(self, item: SpoolItem) -> bool:
         """Retry a rating whose record has not arrived yet, with exponential back-off.

@@ -10,23 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from medgo_common.paths import default_var_dir
+from medgo_common.startup import ServerSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 
 def _default_state_dir() -> Path:
     return default_var_dir() / "gateway"
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServerSettings):
     """Gateway configuration; field descriptions double as the docs' settings table."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_GATEWAY_", extra="ignore")
 
     # -- serving
-    host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
-    log_level: str = Field("INFO", description="log level of the JSON logs")
 
     # -- upstreams
     inference_url: str = Field(
@@ -135,6 +134,24 @@ class GatewaySettings(BaseSettings):
         512, ge=1, description="max_tokens sent upstream when the client gives none"
     )
 
+    # -- edge (docs/operations.md, "TLS at the edge")
+    tls_certfile: Path | None = Field(
+        None,
+        description="PEM certificate chain: with tls_keyfile the API port speaks HTTPS and "
+        "every answer carries HSTS",
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="serve /metrics on this plain-HTTP port instead of the API port, so a "
+        "load balancer in front of the API never exposes it",
+    )
+    api_docs: bool = Field(
+        True,
+        description="serve /docs and /openapi.json (Swagger UI loads from a CDN: turn off "
+        "on an offline network)",
+    )
+
     # -- privacy
     redact_prompts: bool = Field(
         False, description="also redact PHI from prompts before they reach the model"
@@ -151,4 +168,9 @@ class GatewaySettings(BaseSettings):
             raise ValueError("default_max_tokens must not exceed max_tokens")
         if self.canary_weight > 0 and not self.canary_url:
             raise ValueError("canary_weight > 0 needs MEDGO_GATEWAY_CANARY_URL")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set MEDGO_GATEWAY_TLS_CERTFILE and MEDGO_GATEWAY_TLS_KEYFILE "
+                             "together")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("MEDGO_GATEWAY_METRICS_PORT must differ from MEDGO_GATEWAY_PORT")
         return self

@@ -178,10 +178,12 @@ class Spool:
                 (count,) = self._db.execute(query + " AND kind = ?", (kind,)).fetchone()
         return count
 
-    def oldest_created(self) -> float | None:
-        """When the oldest pending item was spooled (epoch seconds), or None if none."""
+    def oldest_age(self) -> float:
+        """Seconds the oldest pending item has waited (0 when none): a spool that only
+        grows old, not deep, still means ratings are not reaching training. The oldest
+        is the lowest pending `seq` (an index lookup, cheap enough at scrape time)."""
         with self._lock:
             row = self._db.execute(
                 "SELECT created FROM spool WHERE rejected IS NULL ORDER BY seq LIMIT 1"
             ).fetchone()
-        return row[0] if row else None
+        return 0.0 if row is None else max(0.0, time.time() - row[0])
