@@ -39,7 +39,7 @@ def test_medgo_tiny_on_cpu(tiny_model: Path) -> None:
         "--middleware", "medgo_inference.probes.ProbeAliasMiddleware",
         "--enable-lora",
         "--max-lora-rank", "16",
-        "--max-loras", "1",
+        "--max-loras", "2",
         "--lora-modules", f"medgo-tiny-sft={sft}",
     ]  # fmt: skip
 
