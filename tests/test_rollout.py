@@ -229,7 +229,7 @@ class Rollout:
 
 def manifest(base: Path, stable: tuple[str, Path], extra: tuple[str, Path] | None = None,
              weight: float | None = None) -> ServingManifest:
-    adapters = [AdapterRef(name=n, path=str(p)) for n, p in (stable, extra) if n]
+    adapters = [AdapterRef(name=n, path=str(p)) for n, p in filter(None, (stable, extra))]
     return ServingManifest(
         checkpoint_id=stable[0], base_model=str(base.resolve()), adapters=adapters,
         canary=Canary(adapter=extra[0], weight=weight) if weight is not None else None,
