@@ -243,10 +243,16 @@ class Upstream:
         return False
 
     def readiness(self) -> str | None:
-        """None while a replica serves the stable adapter (the canary never counts)."""
+        """None while a replica serves the stable adapter, or (during a base-model
+        change) while the base canary takes traffic and serves; the adapter canary never
+        counts. So losing one pool's replicas never takes every gateway pod out."""
         try:
             self.stable_target()
         except MedgoError as exc:
+            if CANARY in self.pools and self.canary_weight > 0:
+                with contextlib.suppress(MedgoError):
+                    self._served(CANARY, [])
+                    return None
             return exc.message
         return None
 
