@@ -53,7 +53,7 @@ CONVERGE_TIMEOUT_S = 60
 # plus a replica refresh (0.5 s), with room for a loaded 2-core machine.
 SWITCH_LAG_S = 4.0
 NEW = "medgo-tiny-v2"
-PROBES = [f"probe-{i}" for i in range(6)]
+PROBES = [f"probe-{i}" for i in range(4)]
 LAUNCHER = str(Path(sys.executable).with_name("medgo-inference"))
 
 
@@ -245,7 +245,8 @@ def test_rollout_canary_and_replica_loss_under_load(
     manifest(medgo_tiny.base, sft).save(path)
     replicas = [InferenceReplica(f"r{i}", path, tmp_path) for i in (1, 2)]
     fast = {"serving_manifest": str(path), "manifest_poll_s": "0.5",
-            "replica_refresh_s": "0.5", "eject_s": "2"}
+            "replica_refresh_s": "0.5", "eject_s": "2",
+            "requests_per_minute": "100000", "tokens_per_minute": "10000000"}  # not tested here
     urls = ",".join(r.url for r in replicas)
     with contextlib.ExitStack() as stack:
         boot(stack, replicas)
