@@ -6,7 +6,8 @@ and the feedback store, under a small steady client load (streamed and non-strea
 while:
 
 (b) a new adapter is loaded at run time as the canary, its weight moving 0 → 0.1 → 1 → 0;
-(a) it is promoted (stable; the old adapter dropped) through the manifest;
+(a) it is promoted (stable; the old adapter dropped) through the manifest; then a bad
+    manifest (a candidate of too high a LoRA rank) is rejected and changes nothing;
 (c) one vLLM replica is SIGKILLed with streams in flight, then restarted.
 
 Expected: no non-streamed request fails; a stream in flight on the killed replica ends
@@ -19,6 +20,7 @@ acknowledged to a client is in the feedback store afterwards.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -270,6 +272,7 @@ def test_rollout_canary_and_replica_loss_under_load(
             rollout.write(manifest(medgo_tiny.base, new))
             rollout.wait()
             _probe_exactly(client, rollout)
+            _bad_manifest_changes_nothing(client, rollout, medgo_tiny, new, tmp_path)
             # (c) SIGKILL replica 2 with streams in flight, then restart it
             streams = _kill_with_streams_in_flight(client, replicas[1], rollout.ops)
             stack.enter_context(replicas[1].launch())
@@ -309,6 +312,28 @@ def _probe_exactly(client: Client, rollout: Rollout) -> None:
             answer = client.ask(gateway, conversation, stream=conversation.endswith("1"))
             assert answer.status == 200, answer
             assert answer.checkpoint == client.expected(current, conversation), answer
+
+
+def _bad_manifest_changes_nothing(client: Client, rollout: Rollout, tiny, stable: tuple,
+                                  tmp_path: Path) -> None:
+    """A candidate of too high a rank: every replica rejects the manifest, the loaded
+    set and the answers stay as they were, and the good manifest applies again."""
+    good = rollout.history[-1][1]
+    too_big = make_second_adapter(tiny.adapter, tmp_path / "too-big")
+    config = json.loads((too_big / "adapter_config.json").read_text())
+    (too_big / "adapter_config.json").write_text(json.dumps(config | {"r": 64}))
+    rollout.write(manifest(tiny.base, stable, ("too-big", too_big), weight=0.5))
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while not all(r.status().get("state") == "rejected" for r in rollout.replicas):
+        assert time.monotonic() < deadline, [r.status() for r in rollout.replicas]
+        time.sleep(0.3)
+    assert all("rank 64" in r.status()["error"] for r in rollout.replicas)
+    for gateway in client.gateways:
+        for conversation in PROBES:
+            answer = client.ask(gateway, conversation, stream=False)
+            assert (answer.status, answer.checkpoint) == (200, stable[0]), answer
+    rollout.write(good)
+    rollout.wait()
 
 
 def _kill_with_streams_in_flight(

@@ -178,7 +178,11 @@ class AdapterSync:
         for name in loaded:
             self.metrics.loaded.labels(name).set(1)
         await self._unload_dropped(loaded)
-        if digest == self._applied or self._recently_failed(digest):
+        if digest == self._applied:  # also: back to the served manifest after a bad one
+            self._error, self._state = None, "in_sync"
+            self.metrics.in_sync.set(1)
+            return False
+        if self._recently_failed(digest):
             return False
         if manifest_base(manifest, self.manifest_path).resolve() != self.served_base.resolve():
             refusal = await self.on_base_change(manifest)
