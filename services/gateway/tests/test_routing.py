@@ -3,6 +3,7 @@ replicas chosen by fewest in flight, failing ones ejected, readiness without cas
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -114,3 +115,21 @@ def test_dead_replica_in_the_list_never_gets_a_request(make_settings, serve, vll
         routing = httpx.get(url + "/admin/routing", headers=keys.auth("ops")).json()
         health = {rep["url"]: rep["healthy"] for rep in routing["pools"]["stable"]}
         assert health == {"http://127.0.0.1:9": False, vllm_server: True}
+
+
+def test_dns_discovery_and_one_line_when_the_name_does_not_resolve(caplog) -> None:
+    assert asyncio.run(ReplicaSource(dns="localhost:8001").resolve()) == (
+        "http://127.0.0.1:8001",)
+
+    async def refresh_twice() -> ReplicaPool:
+        async with httpx.AsyncClient() as client:
+            pool = ReplicaPool(name="stable", source=ReplicaSource(dns="no-such-host.invalid:8001"),
+                               client=client, headers={}, probe_timeout_s=1, eject_s=5)
+            await pool.refresh()
+            await pool.refresh()
+            return pool
+
+    pool = asyncio.run(refresh_twice())
+    assert pool.replicas == {}
+    lines = [r.getMessage() for r in caplog.records if "does not resolve" in r.getMessage()]
+    assert len(lines) == 1 and "DNS name no-such-host.invalid:8001" in lines[0]

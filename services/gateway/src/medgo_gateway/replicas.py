@@ -96,15 +96,16 @@ class ReplicaPool:
         except (OSError, ValueError) as exc:
             self._warn(f"{self.name} inference replicas: {self.source.describe} does not "
                        f"resolve ({exc}); keeping {len(self.replicas)} known replica(s)")
-            urls = tuple(self.replicas)
+            await asyncio.gather(*(self._probe(r) for r in self.replicas.values()))
+            return
         self.replicas = {u: self.replicas.get(u) or Replica(u) for u in urls}
         await asyncio.gather(*(self._probe(r) for r in self.replicas.values()))
-        if self.replicas and not any(r.models for r in self.replicas.values()):
+        if not self.replicas:
+            self._warn(f"{self.name} inference replicas: {self.source.describe} names none")
+        elif not any(r.models for r in self.replicas.values()):
             errors = "; ".join(f"{r.url}: {r.last_error}" for r in self.replicas.values())
             self._warn(f"{self.name} inference replicas: none of {self.source.describe} "
                        f"answers ({errors})")
-        elif not self.replicas:
-            self._warn(f"{self.name} inference replicas: {self.source.describe} names none")
         else:
             self._warned = None
 
