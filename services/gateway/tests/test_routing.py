@@ -88,8 +88,11 @@ def test_fewest_in_flight_among_healthy_replicas_serving_the_adapter() -> None:
     assert pool.pick("v3", set()) is None
     pool.eject(idle, "ConnectError")
     assert pool.pick("v1", set()) is busy and idle.describe(0)["last_error"] == "ConnectError"
+    pool.eject(idle, "ReadError")
+    assert idle.failures == 1  # in flight when it went down: counted once
+    idle.ejected_until = 0
     pool.eject(idle, "ConnectError")
-    assert idle.failures == 2  # back-off doubles per consecutive failure
+    assert idle.failures == 2  # failing again after its back-off: doubled
 
 
 def test_no_replica_serving_is_503_with_retry_after_not_a_crash(make_settings, serve, keys):

@@ -139,6 +139,10 @@ class ReplicaPool:
         return random.choice([r for r in candidates if r.in_flight == fewest])
 
     def eject(self, replica: Replica, reason: str) -> None:
+        """Skip `replica` for a back-off. Failures of requests already in flight when it
+        went down arrive together: they count once, not once each."""
+        if time.monotonic() < replica.ejected_until:
+            return
         replica.failures += 1
         back_off = min(self.eject_s * 2 ** (replica.failures - 1), MAX_EJECT_S)
         replica.ejected_until = time.monotonic() + back_off
