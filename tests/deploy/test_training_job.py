@@ -62,8 +62,8 @@ PYTORCHJOB_SCHEMA = {
 
 @pytest.fixture(scope="module")
 def job_objects(rendered: dict) -> list[dict]:
-    from medgo_trainer.executors import k8s
-    from medgo_trainer.recipe import load_recipe, resolve_recipe_path
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
 
     config = next(o for o in rendered["prod-a100"]
                   if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("trainer-"))
@@ -140,7 +140,7 @@ def test_the_weekly_loop_runs_the_whole_loop_on_kubernetes(rendered: dict) -> No
     import shlex
 
     from medgo_trainer.cli import build_parser
-    from medgo_trainer.recipe import load_recipe, resolve_recipe_path
+    from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
 
     script = (ROOT / "deploy" / "k8s" / "components" / "feedback-loop" / "feedback-loop.sh")
     text = script.read_text(encoding="utf-8").replace("\\\n", " ")
@@ -186,8 +186,8 @@ def test_the_loop_pod_sees_the_model_store_where_the_trainer_settings_say(
 @pytest.fixture(scope="module")
 def eval_job(rendered: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The evaluation Job the weekly loop would submit, with prod's trainer settings."""
-    from medgo_trainer.executors import k8s
-    from medgo_trainer.executors.k8s_loop import build_eval_job
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.executors.k8s_loop import build_eval_job
 
     config = _config(rendered, "trainer-")
     cluster = k8s.ClusterSpec(image=config["MEDGO_TRAINER_K8S_IMAGE"],
@@ -238,7 +238,7 @@ def test_the_trainer_role_allows_running_and_following_the_loops_jobs(
 
 
 def test_prod_inference_serves_every_adapter_the_loop_promotes(rendered: dict) -> None:
-    from medgo_trainer.recipe import load_recipe, resolve_recipe_path
+    from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
 
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), check_data=False)
     assert recipe.max_serving_rank is not None

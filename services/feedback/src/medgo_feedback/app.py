@@ -13,15 +13,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import error_response, install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.service_auth import require_service_caller
 from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
 from medgo_feedback.db import build_engine, build_sessionmaker, ping
-from medgo_feedback.deps import require_caller
-from medgo_feedback.limits import BodyLimitMiddleware
 from medgo_feedback.metrics import FeedbackMetrics
 from medgo_feedback.routes import api_router
 from medgo_feedback.settings import FeedbackSettings
@@ -53,7 +53,7 @@ def create_app(settings: FeedbackSettings) -> FastAPI:
         return await run_in_threadpool(ping, engine)
 
     app.include_router(health_router(registry, readiness))
-    app.include_router(api_router, dependencies=[Depends(require_caller)])
+    app.include_router(api_router, dependencies=[Depends(require_service_caller)])
     return app
 
 

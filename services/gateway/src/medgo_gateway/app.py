@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,6 @@ from medgo_gateway.deid import Deidentifier
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
-from medgo_gateway.policy.limits import BodySizeLimit
 from medgo_gateway.policy.ratelimit import RateLimiter
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
@@ -135,7 +135,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for router in (chat.router, models.router, feedback.router, admin.router, session.router):
         app.include_router(router)
     mount_ui(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, on_reject=metrics.reject)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app

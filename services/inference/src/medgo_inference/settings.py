@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from medgo_common.paths import default_model_dir
-from medgo_common.schemas.serving import LORA_RANKS, SERVED_MODEL_NAME
+from medgo_common.schemas.serving import LORA_RANKS, SERVED_MODEL_NAME, parse_adapters
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -102,18 +102,8 @@ class InferenceSettings(BaseSettings):
     @field_validator("adapters", mode="before")
     @classmethod
     def _parse_adapters(cls, value: object) -> object:
-        """`name=path,name2=path2` (the env form) → mapping; mappings pass through."""
-        if not isinstance(value, str):
-            return value
-        parsed: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, path = item.partition("=")
-            if not sep or not name.strip() or not path.strip():
-                raise ValueError(f"adapter {item!r} is not `name=path`")
-            if name.strip() in parsed:
-                raise ValueError(f"adapter name {name.strip()!r} appears twice")
-            parsed[name.strip()] = path.strip()
-        return parsed
+        """`name=path,name2=path2` (the env form, `ServeRequest`'s) → mapping."""
+        return parse_adapters(value) if isinstance(value, str) else value
 
     @field_validator("api_key", mode="before")
     @classmethod

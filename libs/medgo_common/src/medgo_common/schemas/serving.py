@@ -93,3 +93,69 @@ def read_manifest(path: Path) -> tuple[str, ServingManifest]:
     """
     raw = path.read_bytes()
     return hashlib.sha256(raw).hexdigest()[:16], ServingManifest.model_validate_json(raw)
+
+
+# --- The trainer → inference process contract --------------------------------------
+# Besides the manifest, the trainer starts `medgo-inference` itself: the feedback loop
+# serves a baseline and a candidate adapter on a temporary vLLM (a child process
+# locally, a sidecar container in the Kubernetes evaluation Job) and configures it only
+# through the inference service's environment variables. `ServeRequest` is that
+# contract written down: the trainer builds one and calls `to_env()`; inference parses
+# `MEDGO_INFERENCE_ADAPTERS` with the same `parse_adapters`, and its tests check that
+# every variable a request can produce is a field of `InferenceSettings`.
+
+INFERENCE_ENV_PREFIX = "MEDGO_INFERENCE_"
+
+
+def parse_adapters(value: str) -> dict[str, str]:
+    """`name=path,name2=path2` (the environment form of the adapters) → a mapping."""
+    parsed: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise ValueError(f"adapter {item!r} is not `name=path`")
+        if name.strip() in parsed:
+            raise ValueError(f"adapter name {name.strip()!r} appears twice")
+        parsed[name.strip()] = path.strip()
+    return parsed
+
+
+def format_adapters(adapters: dict[str, str]) -> str:
+    """The inverse of `parse_adapters`."""
+    return ",".join(f"{name}={path}" for name, path in adapters.items())
+
+
+class ServeRequest(BaseModel):
+    """What the trainer asks `medgo-inference` to serve: a base, named adapters, the
+    LoRA rank to reserve, and further inference settings by field name (the loop's
+    `--serve-set name=value`), which win over the fields above."""
+
+    base_model: str = Field(min_length=1)
+    adapters: dict[str, str] = Field(default_factory=dict)
+    max_lora_rank: int = 16
+    settings: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def for_adapters(cls, base_model: str, adapters: dict[str, str], ranks: list[int],
+                     settings: dict[str, str] | None = None) -> ServeRequest:
+        """Reserve the largest adapter's rank, rounded up to one vLLM accepts."""
+        needed = max(ranks, default=1)
+        fits = [r for r in LORA_RANKS if r >= needed]
+        if not fits:
+            raise ValueError(f"adapter rank {needed} exceeds vLLM's largest, {LORA_RANKS[-1]}")
+        return cls(base_model=base_model, adapters=adapters, max_lora_rank=fits[0],
+                   settings=settings or {})
+
+    def to_env(self) -> dict[str, str]:
+        """The `MEDGO_INFERENCE_*` variables that configure the child process."""
+        env = {
+            f"{INFERENCE_ENV_PREFIX}BASE_MODEL": self.base_model,
+            f"{INFERENCE_ENV_PREFIX}ADAPTERS": format_adapters(self.adapters),
+            f"{INFERENCE_ENV_PREFIX}MAX_LORA_RANK": str(self.max_lora_rank),
+        }
+        return env | settings_env(self.settings)
+
+
+def settings_env(settings: dict[str, str]) -> dict[str, str]:
+    """Inference settings by field name (`max_model_len=512`) → environment variables."""
+    return {f"{INFERENCE_ENV_PREFIX}{name.upper()}": value for name, value in settings.items()}
