@@ -6,6 +6,7 @@ canary/HTTPS in production."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -104,13 +105,20 @@ def test_prod_a100_serves_72b_with_tensor_parallel_on_a100(rendered: dict) -> No
         assert limits["nvidia.com/gpu"] == "8", name
         assert pod["nodeSelector"]["nvidia.com/gpu.product"].startswith("NVIDIA-A100")
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
-    for name in ("inference", "inference-canary"):
-        container = find(objects, "Deployment", name)["spec"]["template"]["spec"][
-            "containers"
-        ][0]
-        env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["MEDGO_INFERENCE_BASE_MODEL"].endswith("/medgo-72b/base"), name
-        assert env["MEDGO_INFERENCE_ADAPTERS"].startswith("medgo-72b-"), name
+    # Stable follows the serving manifest (adapters at run time); the base-change canary
+    # names its checkpoint explicitly.
+    manifest = json.loads(find(objects, "ConfigMap", "serving-manifest")["data"]["serving.json"])
+    assert manifest["base_model"].endswith("/medgo-72b/base")
+    assert manifest["adapters"][0]["name"].startswith("medgo-72b-")
+    stable = find(objects, "Deployment", "inference")["spec"]["template"]["spec"]
+    stable_env = {e["name"] for e in stable["containers"][0].get("env", [])}
+    assert not stable_env & {"MEDGO_INFERENCE_BASE_MODEL", "MEDGO_INFERENCE_ADAPTERS"}
+    container = find(objects, "Deployment", "inference-canary")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEDGO_INFERENCE_BASE_MODEL"].endswith("/medgo-72b/base")
+    assert env["MEDGO_INFERENCE_ADAPTERS"].startswith("medgo-72b-")
     gateway = find(objects, "ConfigMap", "gateway-config")["data"]
     assert gateway["MEDGO_GATEWAY_CANARY_URL"] == "http://inference-canary:8001"
     assert find(objects, "HorizontalPodAutoscaler", "gateway")["spec"]["minReplicas"] == 3
@@ -148,14 +156,15 @@ def test_canary_runs_the_same_pod_as_stable_but_for_its_checkpoint(rendered: dic
 
     def without_checkpoint(pod: dict) -> dict:
         return {**pod, "containers": [
-            {**c, "env": sorted((e for e in c["env"] if e["name"] not in checkpoint),
+            {**c, "env": sorted((e for e in c.get("env", []) if e["name"] not in checkpoint),
                                 key=lambda e: e["name"])}
             for c in pod["containers"]
         ]}
 
     assert without_checkpoint(canary) == without_checkpoint(stable)
-    for pod in (stable, canary):
-        assert checkpoint <= {e["name"] for e in pod["containers"][0]["env"]}
+    assert checkpoint <= {e["name"] for e in canary["containers"][0]["env"]}
+    # stable names no checkpoint: it follows the serving manifest
+    assert not checkpoint & {e["name"] for e in stable["containers"][0].get("env", [])}
 
 
 @pytest.mark.parametrize("overlay", ["local-cpu", "prod-a100"])

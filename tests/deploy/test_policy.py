@@ -37,8 +37,6 @@ THIRD_PARTY_ENV = {
 # Secrets that prod-a100 leaves to ops (docs/operations.md) instead of rendering.
 OPS_SECRETS = {"service-tokens", "gateway-api-keys", "feedback-dsn", "inference-api-key",
                "trainer-registry-dsn"}
-# Settings that issue #16a adds (the vLLM API key); drop once its settings are merged.
-PENDING_SETTINGS = {"MEDGO_INFERENCE_API_KEY", "MEDGO_GATEWAY_INFERENCE_API_KEY"}
 # Kinds without a namespace.
 CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
                   "ClusterQueue", "ResourceFlavor", "ClusterTrainingRuntime"}
@@ -143,7 +141,7 @@ def _is_default_deny(obj: dict) -> bool:
 
 
 def _env_violations(where: str, names: set[str], settings_env: set[str]) -> list[str]:
-    known = settings_env | THIRD_PARTY_ENV | PENDING_SETTINGS
+    known = settings_env | THIRD_PARTY_ENV
     unknown = sorted(n for n in names if n not in known)
     return [f"{where}: {n} is not a field of any settings class" for n in unknown]
 

@@ -13,6 +13,7 @@ Data = 3 × the raw corpus (raw, prepared, the datasets cache) + the tokenized c
 from __future__ import annotations
 
 import copy
+import json
 import re
 
 import pytest
@@ -80,11 +81,10 @@ def test_claims_hold_what_they_are_annotated_with(rendered: dict, overlay: str) 
 def test_prod_claims_the_72b_model_it_serves_with_named_classes(rendered: dict) -> None:
     objects = rendered["prod-a100"]
     model = _pvc(objects, "medgo-checkpoints")["metadata"]["annotations"]["medgo.io/model"]
-    inference = next(o for o in objects if o["kind"] == "Deployment"
-                     and o["metadata"]["name"] == "inference")
-    env = {e["name"]: e.get("value") for e in
-           inference["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert f"/{model}/" in env["MEDGO_INFERENCE_BASE_MODEL"]
+    # the base inference serves is the serving manifest's (a ConfigMap followed at run time)
+    manifest = next(o for o in objects if o["kind"] == "ConfigMap"
+                    and o["metadata"]["name"] == "serving-manifest")
+    assert f"/{model}/" in json.loads(manifest["data"]["serving.json"])["base_model"]
     for pvc in (o for o in objects if o["kind"] == "PersistentVolumeClaim"):
         assert pvc["spec"].get("storageClassName"), pvc["metadata"]["name"]
     assert needed_model_store("medgo-72b") >= 2 * 145 * GB  # ≥ 2 × the 72B base

@@ -28,12 +28,37 @@ from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.policy.shared_store import SharedStore
 from medgo_gateway.recorder import Recorder
+from medgo_gateway.replicas import ReplicaPool, ReplicaSource, split_urls
 from medgo_gateway.routes import admin, chat, feedback, models, session
 from medgo_gateway.routes.ui import mount_ui
+from medgo_gateway.routing import ManifestRouting
 from medgo_gateway.settings import GatewaySettings
 from medgo_gateway.spool import Spool
 from medgo_gateway.state import GatewayState
-from medgo_gateway.upstream import Upstream
+from medgo_gateway.upstream import CANARY, STABLE, Upstream
+
+
+def build_upstream(settings: GatewaySettings, client: httpx.AsyncClient) -> Upstream:
+    """Replica pools (the stable one, and a base-model canary if configured) + routing."""
+    key = settings.inference_api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+    def pool(name: str, source: ReplicaSource) -> ReplicaPool:
+        return ReplicaPool(name=name, source=source, client=client, headers=headers,
+                           probe_timeout_s=settings.connect_timeout_s, eject_s=settings.eject_s)
+
+    pools = {STABLE: pool(STABLE, ReplicaSource(split_urls(settings.inference_url),
+                                                settings.inference_dns))}
+    if settings.canary_url:
+        pools[CANARY] = pool(CANARY, ReplicaSource(split_urls(settings.canary_url)))
+    return Upstream(
+        client=client,
+        pools=pools,
+        routing=ManifestRouting(settings.serving_manifest, settings.model_adapter),
+        canary_weight=settings.canary_weight,
+        refresh_s=settings.replica_refresh_s,
+        manifest_poll_s=settings.manifest_poll_s,
+    )
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -54,15 +79,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             edge.enter_context(metrics_server(settings.host, settings.metrics_port,
                                               metrics.registry))
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            upstream = Upstream(
-                client=client,
-                stable_url=settings.inference_url,
-                canary_url=settings.canary_url,
-                canary_weight=settings.canary_weight,
-                adapter=settings.model_adapter,
-                models_cache_s=settings.models_cache_s,
-                probe_timeout_s=settings.connect_timeout_s,
-            )
+            upstream = build_upstream(settings, client)
+            await upstream.start()
             recorder = Recorder(
                 client=client,
                 feedback_url=settings.feedback_url,
@@ -106,6 +124,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             try:
                 yield
             finally:
+                await upstream.stop()
                 await recorder.stop()
                 spool.close()
                 await quotas.close()
@@ -125,7 +144,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     async def readiness() -> str | None:
         state: GatewayState | None = getattr(app.state, "gateway", None)
-        return "starting" if state is None else await state.upstream.readiness()
+        return "starting" if state is None else state.upstream.readiness()
 
     app.include_router(
         health_router(metrics.registry, readiness, metrics=settings.metrics_port is None))

@@ -46,6 +46,11 @@ class TrainerSettings(BaseSettings):
     # Kubernetes executor (medgo-train submit --executor k8s).
     k8s_image: str = "registry.local/medgo/trainer:0.1.0"
     k8s_namespace: str = "medgo"
+    inference_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key of the vLLM the feedback loop evaluates on (Kubernetes: "
+                    "Secret inference-api-key); unset for the local temporary server.",
+    )
     k8s_inference_image: str = Field(
         default="registry.local/medgo/inference:0.1.0",
         description="vLLM sidecar of the feedback loop's evaluation Job (`loop --executor k8s`).",

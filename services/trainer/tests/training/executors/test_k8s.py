@@ -52,6 +52,7 @@ def test_72b_pytorchjob_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_7
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("medgo-training", "nvidia")
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
               for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"data": "medgo-data", "checkpoints": "medgo-checkpoints"}
@@ -317,9 +318,14 @@ def test_eval_job_is_a_gpu_pod_with_a_vllm_sidecar_on_the_shared_volumes(tmp_pat
     assert sidecar["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert sidecar["resources"]["requests"]["nvidia.com/gpu"] == "8"
     assert sidecar["envFrom"] == [{"configMapRef": {"name": "inference-config"}}]
-    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
     assert env == {"MEDGO_INFERENCE_BASE_MODEL": "/m/base", "MEDGO_INFERENCE_ADAPTERS": "a=/m/a",
-                   "MEDGO_INFERENCE_PORT": "8001"}
+                   "MEDGO_INFERENCE_PORT": "8001", "MEDGO_INFERENCE_API_KEY": None}
+    # vLLM requires the key and the evaluator presents it, both from the same Secret
+    key_ref = {"secretKeyRef": {"name": "inference-api-key", "key": "token"}}
+    assert {e["name"]: e.get("valueFrom") for e in sidecar["env"]}[
+        "MEDGO_INFERENCE_API_KEY"] == key_ref
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("medgo-training", "nvidia")
     assert sidecar["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert sidecar["startupProbe"]["failureThreshold"] * 10 == 1800
 
@@ -343,7 +349,9 @@ def test_eval_job_is_a_gpu_pod_with_a_vllm_sidecar_on_the_shared_volumes(tmp_pat
     for container in (sidecar, evaluator):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    evaluator_env = {e["name"]: e["value"] for e in evaluator["env"]}
+    evaluator_env = {e["name"]: e.get("value") for e in evaluator["env"]}
+    assert {e["name"]: e.get("valueFrom") for e in evaluator["env"]}[
+        "MEDGO_TRAINER_INFERENCE_API_KEY"] == key_ref
     assert evaluator_env["MEDGO_TRAINER_MODEL_DIR"] == models
     assert evaluator_env["MEDGO_TRAINER_DATA_DIR"] == data
 
@@ -488,7 +496,7 @@ def test_k8s_evaluation_is_a_job_whose_evaluator_writes_both_reports(store, api_
     (created,) = [r for r in _Recorder.requests if r["method"] == "POST"]
     assert created["path"] == "/apis/batch/v1/namespaces/ml/jobs"
     pod = created["body"]["spec"]["template"]["spec"]
-    env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
     assert env["MEDGO_INFERENCE_BASE_MODEL"] == str(store.base)
     assert env["MEDGO_INFERENCE_ADAPTERS"] == (f"medgo-72b-sft={store.sft},"
                                                f"{CHECKPOINT}={candidate.path}")

@@ -112,6 +112,10 @@ class ClusterSpec:
     service_account: str = "medgo-trainer"
     job_api: str = "trainjob"
     runtime: str = "medgo-torch-deepspeed"  # the TrainingRuntime a TrainJob references
+    #: Serving outranks training (PriorityClasses shipped in deploy/k8s), and GPU pods
+    #: run under the GPU operator's runtime class; None leaves either unset.
+    priority_class: str | None = "medgo-training"
+    runtime_class: str | None = "nvidia"
     #: More per-node resources, e.g. an RDMA device (the infiniband component).
     node_resources: dict[str, str] = field(default_factory=dict)
 
@@ -139,6 +143,14 @@ def gpu_placement(cluster: ClusterSpec) -> dict[str, Any]:
         "nodeSelector": {"nvidia.com/gpu.product": cluster.gpu_product},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     }
+
+
+def scheduling(cluster: ClusterSpec) -> dict[str, Any]:
+    """Priority and runtime class of a pod the executor writes in full (a PyTorchJob
+    replica, the evaluation Job); a TrainJob's come from its TrainingRuntime."""
+    classes = {"priorityClassName": cluster.priority_class,
+               "runtimeClassName": cluster.runtime_class}
+    return {key: value for key, value in classes.items() if value}
 
 
 def _resources(cluster: ClusterSpec) -> dict[str, Any]:
@@ -175,6 +187,7 @@ def _pod_template(name: str, role: str, command: list[str], cluster: ClusterSpec
     spec: dict[str, Any] = {
         "serviceAccountName": cluster.service_account,
         **gpu_placement(cluster),
+        **scheduling(cluster),
         "containers": [{
             "name": "pytorch",  # the training operator looks the container up by this name
             "image": cluster.image,

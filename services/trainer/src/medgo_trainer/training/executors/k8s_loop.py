@@ -56,6 +56,17 @@ _HARDENED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
              "capabilities": {"drop": ["ALL"]}}
 
 
+#: The Secret holding vLLM's API key (ops create it; docs/operations.md, first install).
+INFERENCE_API_KEY_SECRET = "inference-api-key"
+
+
+def _api_key(env_name: str) -> dict[str, Any]:
+    """`env_name` from the inference API key Secret: the sidecar's vLLM requires the key
+    and the evaluator presents it, as the gateway does with the serving pods."""
+    return {"name": env_name, "valueFrom": {"secretKeyRef": {
+        "name": INFERENCE_API_KEY_SECRET, "key": "token"}}}
+
+
 def build_eval_job(
     name: str, cluster: k8s.ClusterSpec, *, inference_image: str, serving: dict[str, str],
     command: list[str], model_dir: Path, data_dir: Path, serve_timeout_s: float,
@@ -80,8 +91,9 @@ def build_eval_job(
         "restartPolicy": "Always",  # a native sidecar: up before, down after the evaluator
         "ports": [{"name": "http", "containerPort": INFERENCE_PORT}],
         "envFrom": [{"configMapRef": {"name": INFERENCE_CONFIG}}],
-        "env": [{"name": k, "value": v}
-                for k, v in {**serving, "MEDGO_INFERENCE_PORT": str(INFERENCE_PORT)}.items()],
+        "env": [*({"name": k, "value": v} for k, v in
+                  {**serving, "MEDGO_INFERENCE_PORT": str(INFERENCE_PORT)}.items()),
+                _api_key("MEDGO_INFERENCE_API_KEY")],  # vLLM answers /v1 only with it
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10,
                          "failureThreshold": max(1, math.ceil(serve_timeout_s / 10))},
         "resources": {kind: {**values, **gpu} for kind, values in SIDECAR_RESOURCES.items()},
@@ -95,7 +107,8 @@ def build_eval_job(
         "command": command,
         "env": [{"name": "MEDGO_TRAINER_MODEL_DIR", "value": models},
                 {"name": "MEDGO_TRAINER_DATA_DIR", "value": data},
-                {"name": "HF_HUB_OFFLINE", "value": "1"}],
+                {"name": "HF_HUB_OFFLINE", "value": "1"},
+                _api_key("MEDGO_TRAINER_INFERENCE_API_KEY")],  # the evaluator's copy
         "resources": EVALUATOR_RESOURCES,
         "securityContext": _HARDENED,
         "volumeMounts": [{"name": "models", "mountPath": models},  # writes the reports
@@ -108,6 +121,7 @@ def build_eval_job(
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                             "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         **k8s.gpu_placement(cluster),
+        **k8s.scheduling(cluster),
         "initContainers": [sidecar],
         "containers": [evaluator],
         "volumes": [
