@@ -43,7 +43,7 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _SEP = r"[:：，,\s]?"
 
 # Labels: what follows is a name, whatever its surname (a rare one still counts).
-_LABEL_RE = re.compile(r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s*[:：]\s*")
+_LABEL_RE = re.compile(r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s{0,3}[:：]\s{0,3}")
 # Cue words after which a name may follow (患者张三, 家属李四, 12床王五, 其女儿赵六),
 # but so may ordinary text (患者高热, 医生应该, 妈妈和宝宝).
 _CUE_RE = re.compile(
@@ -62,7 +62,7 @@ _TITLE_LEFT_OK = frozenset("科室组部")
 # A clause-initial name followed by demographics or a record field: "张三，男，45岁",
 # "李四（女，32岁）", "王五，60岁，男", "方洋，男，", "贾蕾　门诊号 ...", "夏浩，12床".
 _CLAUSE_NAME_FOLLOWERS_RE = re.compile(
-    r"\s*[，,（(]?\s*(?:[男女](?:\s*[，,、)）]|\s*\d{1,3}\s*岁)|\d{1,3}\s*岁\s*[，,、]?\s*[男女]"
+    r"\s{0,3}[，,（(]?\s{0,3}(?:[男女](?:\s{0,3}[，,、)）]|\s{0,3}\d{1,3}\s{0,3}岁)|\d{1,3}\s{0,3}岁\s{0,3}[，,、]?\s{0,3}[男女]"
     r"|(?:门诊号|住院号|病历号|病案号|床号|身份证|\+?\d{1,3}号?床))"
 )
 
