@@ -87,7 +87,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 limiter=RateLimiter(),
                 admission=admission,
                 safety=SafetyPolicy(),
-                deid=Deidentifier(metrics),
+                deid=Deidentifier(metrics, timeout=settings.redaction_timeout_s),
                 upstream=upstream,
                 recorder=recorder,
             )

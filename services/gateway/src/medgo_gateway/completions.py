@@ -92,7 +92,7 @@ class ChatHandler:
 
         messages = req.messages
         if settings.redact_prompts:
-            messages = self._deidentify_or_refuse(messages)
+            messages = await self._deidentify_or_refuse(messages)
         target = await s.upstream.target(conversation_key(caller, req, conversation))
         payload = self._payload(req, target, messages)
         interaction_id = uuid.uuid4()
@@ -133,9 +133,9 @@ class ChatHandler:
 
         return StreamResult(emit(), {}, nothing)
 
-    def _deidentify_or_refuse(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+    async def _deidentify_or_refuse(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         try:
-            return self.state.deid.messages(messages)
+            return await self.state.deid.amessages(messages)
         except DeidentificationFailedError:
             raise MedgoError(
                 503, "the prompt could not be de-identified; it was not sent",

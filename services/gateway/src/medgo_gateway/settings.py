@@ -103,6 +103,10 @@ class GatewaySettings(BaseSettings):
     redact_prompts: bool = Field(
         False, description="also redact PHI from prompts before they reach the model"
     )
+    redaction_timeout_s: float = Field(
+        2.0, gt=0, le=30,
+        description="longest wait for the redactor (queue included); past it, fail closed",
+    )
 
     @field_validator("inference_url", "canary_url", "feedback_url")
     @classmethod

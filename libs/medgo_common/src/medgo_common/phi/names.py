@@ -43,7 +43,9 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 _SEP = r"[:：，,\s]?"
 
 # Labels: what follows is a name, whatever its surname (a rare one still counts).
-_LABEL_RE = re.compile(r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s{0,3}[:：]\s{0,3}")
+_LABEL_RE = re.compile(
+    r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s{0,3}[:：]\s{0,3}"
+)
 # Cue words after which a name may follow (患者张三, 家属李四, 12床王五, 其女儿赵六),
 # but so may ordinary text (患者高热, 医生应该, 妈妈和宝宝).
 _CUE_RE = re.compile(

@@ -6,6 +6,8 @@ and stays readable after redaction. Precision comes from context rather than fro
 bare digit shapes: record numbers need their label, landlines need an area code or a
 phone label, ID numbers need a valid checksum (see `idcard`), birth dates need a
 birth cue. Digits use `\\d`, which also matches full-width digits (１３８…).
+Whitespace between a label and its value is bounded (`\\s{0,3}`, never `\\s*`): two
+unbounded runs in a row made a long run of spaces cost cubic time.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ _DATE = (
     r"|[〇零一二三四五六七八九]{4}年[一二三四五六七八九十]{1,2}月(?:[一二三四五六七八九十]{1,3}[日号])?)"
 )
 _BIRTH_RE = re.compile(
-    r"(?:出生日期|出生年月日?|生日|出生于|生于|DOB|出生)\s{0,3}(?:为|是)?\s{0,3}[:：]?\s{0,3}(" + _DATE + ")"
+    r"(?:出生日期|出生年月日?|生日|出生于|生于|DOB|出生)\s{0,3}(?:为|是)?\s{0,3}[:：]?\s{0,3}"
+    "(" + _DATE + ")"
 )
 # "1980年5月3日出生" / "1980-05-03生": the cue after the date.
 _BIRTH_AFTER_RE = re.compile("(" + _DATE + r")\s{0,3}(?:出生|生人|生(?=[，,。；;、）)\s]|$))")

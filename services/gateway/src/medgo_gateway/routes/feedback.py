@@ -56,9 +56,9 @@ async def rate_answer(
 ) -> JSONResponse:
     """Rate one answer acceptable / unacceptable, with optional reasons and correction."""
     try:
-        comment = state.deid.text(body.comment) if body.comment else body.comment
+        comment = await state.deid.atext(body.comment) if body.comment else body.comment
         corrected = (
-            state.deid.text(body.corrected_answer)
+            await state.deid.atext(body.corrected_answer)
             if body.corrected_answer
             else body.corrected_answer
         )
