@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from medgo_common.phi.addresses import find_addresses
+from medgo_common.phi.labels import find_labelled_values
 from medgo_common.phi.names import find_names
 from medgo_common.phi.patterns import (
     PhiType,
@@ -32,9 +33,12 @@ class RedactionError(RuntimeError):
     """De-identification failed; the text must not be stored or logged in clear."""
 
 
-# Detectors in priority order: when spans overlap, the earlier detector wins (an ID
-# number beats the phone pattern that matches its tail; an e-mail beats a name).
+# Detectors in priority order: when spans overlap, the earlier detector wins (a
+# labelled value, which covers every group of "ZY 2023 0045", beats the record pattern
+# that sees its first group; an ID number beats the phone pattern that matches its
+# tail; an e-mail beats a name).
 _DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (
+    find_labelled_values,
     find_id_cards,
     find_emails,
     find_record_numbers,
