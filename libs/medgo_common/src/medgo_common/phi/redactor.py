@@ -27,6 +27,7 @@ from medgo_common.phi.patterns import (
     find_phones,
     find_record_numbers,
 )
+from medgo_common.phi.prose_names import find_prose_names
 
 
 class RedactionError(RuntimeError):
@@ -47,6 +48,7 @@ _DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (
     find_addresses,
     find_names,
     find_beds,
+    find_prose_names,
 )
 
 
