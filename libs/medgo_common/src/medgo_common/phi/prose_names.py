@@ -38,6 +38,7 @@ from medgo_common.phi.names import _BREAK, _surnames
 from medgo_common.phi.patterns import PhiType, Span
 
 _HAN_RE = re.compile(r"[\u4e00-\u9fff]")
+_HAN_RUN_RE = re.compile(r"[\u4e00-\u9fff]+")
 _RARE = 50  # dictionary frequency at or below which a three-character `nr` word is a name
 _SMOOTH = 100
 # Name odds a lone given-name character needs: one character (张伟) needs more
@@ -66,7 +67,16 @@ class _Model(NamedTuple):
     tokenizer: Any
     full_names: frozenset[str]  # rare `nr` words of three characters: 李明华, 王建国
     rare_nr: frozenset[str]  # rare `nr` words of two characters: 苏波, 秀英
+    surname_start: re.Pattern[str]  # a surname's first character, then a Han character
     given_odds: dict[str, float]  # how much more often a character is in names than words
+
+
+# Characters of transliterated drug and brand names (尤卓尔, 易坦静, 李斯特菌) and of
+# chemical names (吗丁啉) that Chinese given names almost never use.
+_TRANSLITERATION = frozenset("尔斯特克普坦奥萨维索莱卓沙琪啉嗪唑酮酯胺烷烯醇酸钠钾钙铝镁锌铁")
+# Common words that jieba's dictionary tags as personal names, found when reviewing
+# the real questions (docs/benchmarks.md): dropped outright.
+_NOT_NAMES = frozenset({"桑葚"})
 
 
 @cache
@@ -102,7 +112,9 @@ def _model() -> _Model:
                 for ch in word:
                     in_words[ch] += int(freq)
     odds = {ch: n / (in_words[ch] + _SMOOTH) for ch, n in in_names.items()}
-    return _Model(tokenizer, frozenset(full_names), frozenset(rare_nr), odds)
+    firsts = "".join(sorted({name[0] for name in known}))
+    surname_start = re.compile(f"[{firsts}][\u4e00-\u9fff]")
+    return _Model(tokenizer, frozenset(full_names), frozenset(rare_nr), surname_start, odds)
 
 
 def warm_up() -> None:
@@ -111,15 +123,37 @@ def warm_up() -> None:
 
 
 def _given_char(ch: str) -> bool:
-    return bool(_HAN_RE.match(ch)) and ch not in _BREAK and ch not in _NOT_GIVEN
+    return bool(_HAN_RE.match(ch)) and ch not in _BREAK and ch not in _NOT_GIVEN and (
+        ch not in _TRANSLITERATION
+    )
 
 
 def _tokens(text: str) -> list[tuple[str, int]]:
+    """(word, offset) for the whole text: Han runs cut by jieba, the rest kept whole.
+
+    Only Han runs holding a surname followed by another Han character go through the
+    segmenter (the others are one opaque token each), and they go straight to jieba's
+    per-block dictionary cut, skipping its own block splitting: on text made of short
+    runs ("1床1床…") that splitting cost more per character than the cut itself.
+    `_Tokenizer__cut_DAG_NO_HMM` is jieba's internal name for it in the pinned 0.42.1.
+    """
+    model = _model()
+    cut_block = model.tokenizer._Tokenizer__cut_DAG_NO_HMM
     out: list[tuple[str, int]] = []
     pos = 0
-    for word in _model().tokenizer.cut(text, HMM=False):
-        out.append((word, pos))
-        pos += len(word)
+    for run in _HAN_RUN_RE.finditer(text):
+        if run.start() > pos:
+            out.append((text[pos : run.start()], pos))
+        block, at = run.group(), run.start()
+        if model.surname_start.search(block) is None:
+            out.append((block, at))
+        else:
+            for word in cut_block(block):
+                out.append((word, at))
+                at += len(word)
+        pos = run.end()
+    if pos < len(text):
+        out.append((text[pos:], pos))
     return out
 
 
@@ -136,7 +170,7 @@ def find_prose_names(text: str) -> Iterator[Span]:
     full_names, nr_words = _model().full_names, _model().rare_nr
     tokens = _tokens(text)
     for span in _candidates(tokens, known, ambiguous, full_names, nr_words):
-        if not _product_context(text, span):
+        if not _product_context(text, span) and text[span.start : span.end] not in _NOT_NAMES:
             yield span
 
 
@@ -178,7 +212,9 @@ def _surname_then_given(
     surname, start = tokens[i]
     prev = tokens[i - 1][0] if i > 0 else ""
     # Glued to another lone character, or after a number ("38周整" is 38 weeks).
-    if len(prev) == 1 and (_given_char(prev) or prev.isdigit() or prev in _NUMERALS):
+    if len(prev) == 1 and (
+        (_HAN_RE.match(prev) and prev not in _BREAK) or prev.isdigit() or prev in _NUMERALS
+    ):
         return None, 1
     rest = [word for word, _ in tokens[i + 1 : i + 4]]
     if rest and len(rest[0]) == 2 and rest[0] in _model().rare_nr and _odds(rest[0], ODDS_TWO):
