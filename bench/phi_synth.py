@@ -27,6 +27,8 @@ from medgo_common.paths import default_data_dir, repo_root
 from medgo_common.phi.idcard import check_char
 
 DEFAULT_OUT = repo_root() / "libs/medgo_common/tests/data/phi_synth.jsonl"
+SEED = 18
+SIZES = {"prose": 600, "records": 250, "clean": 300}
 
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
@@ -128,7 +130,8 @@ class Gen:
 
     def email(self) -> str:
         user = "".join(self.r.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6))
-        return f"{user}{self.r.randint(1, 99)}@{self.r.choice(('163.com', 'qq.com', 'hospital.cn'))}"
+        domain = self.r.choice(("163.com", "qq.com", "hospital.cn"))
+        return f"{user}{self.r.randint(1, 99)}@{domain}"
 
 
 def _clause_boundaries(text: str) -> list[int]:
@@ -229,9 +232,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=default_data_dir())
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--seed", type=int, default=18)
+    parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args()
-    rows = build(args.data_dir, args.seed, prose=600, records=250, clean=300)
+    rows = build(args.data_dir, args.seed, **SIZES)
     args.out.write_text("".join(row.json() + "\n" for row in rows), encoding="utf-8")
 
 

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from medgo_common.errors import error_response, install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.phi.guarded import awarm_up
 from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
@@ -34,6 +35,7 @@ def create_app(settings: FeedbackSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await awarm_up()  # the PHI check's name model, before the first request needs it
         yield
         engine.dispose()
 

@@ -15,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.phi.guarded import awarm_up
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
@@ -47,6 +48,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path)
+        await awarm_up()  # the redactor's name model, before the first request needs it
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             upstream = Upstream(
                 client=client,

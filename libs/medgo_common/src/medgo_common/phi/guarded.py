@@ -10,7 +10,8 @@ any other redaction failure, and must refuse the request or hold the record: the
 text is never the fallback. A Python thread cannot be killed, so the abandoned work
 finishes in the background; the redactor's linear worst case (see
 `tests/test_phi_linear.py`) bounds how long that is, and the pool size bounds how many
-such threads can exist at once.
+such threads can exist at once. The deadline starts once the name model is loaded
+(seconds, once per process; services load it at start-up with `awarm_up`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import TypeVar
 
+from medgo_common.phi import prose_names
 from medgo_common.phi.redactor import Redacted, RedactionError, contains_phi, redact
 
 T = TypeVar("T")
@@ -38,6 +40,8 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 def _submit(fn: Callable[[str], T], text: str) -> concurrent.futures.Future[T]:
     if not isinstance(text, str):
         raise RedactionError(f"redaction needs str, got {type(text).__name__}")
+    if not prose_names.loaded():  # a one-off load is not redaction work: no deadline
+        _pool().submit(prose_names.warm_up).result()
     return _pool().submit(fn, text)
 
 
@@ -63,8 +67,19 @@ def contains_phi_within(text: str, timeout: float = DEFAULT_TIMEOUT_S) -> bool:
     return _wait(_submit(contains_phi, text), timeout)
 
 
+async def awarm_up() -> None:
+    """Load the name model in the pool before serving (services' start-up).
+
+    Loading takes seconds (more than a request's deadline), so a service that skipped
+    this would refuse its first requests with PHI in them.
+    """
+    await asyncio.wrap_future(_pool().submit(prose_names.warm_up))
+
+
 async def aredact(text: str, timeout: float = DEFAULT_TIMEOUT_S) -> Redacted:
     """`redact_within` for async code: the event loop keeps serving while it runs."""
+    if not prose_names.loaded():
+        await awarm_up()
     future = _submit(redact, text)
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)

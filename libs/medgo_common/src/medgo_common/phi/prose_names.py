@@ -122,6 +122,11 @@ def warm_up() -> None:
     _model()
 
 
+def loaded() -> bool:
+    """True once the dictionary is in memory."""
+    return _model.cache_info().currsize > 0
+
+
 def _given_char(ch: str) -> bool:
     return bool(_HAN_RE.match(ch)) and ch not in _BREAK and ch not in _NOT_GIVEN and (
         ch not in _TRANSLITERATION
