@@ -69,6 +69,14 @@ def check_chat_request(
             400, f"at most {max_messages} messages are allowed", param="messages",
             code="too_many_messages",
         )
+    for i, message in enumerate(req.messages):
+        for j, part in enumerate(message.content if isinstance(message.content, list) else []):
+            # Other part types are neither counted, screened nor recorded: refuse them.
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise MedgoError(
+                    400, "only content parts of type 'text' with a string 'text' are accepted",
+                    param=f"messages.{i}.content.{j}.type", code="unsupported_content_part",
+                )
     chars = sum(len(m.text()) for m in req.messages)
     if chars > max_chars:
         raise MedgoError(
