@@ -86,3 +86,25 @@ def test_refused_system_turn_over_http_gets_the_refusal_not_the_model(
     assert r.status_code == 200
     answer = r.json()["choices"][0]["message"]["content"]
     assert answer == SafetyPolicy().check([ChatMessage(role="user", content=HARMFUL)]).message
+
+
+def test_feedback_posts_are_rate_limited(make_settings, serve, keys) -> None:
+    """The second rating in a minute on a one-request quota gets 429, not stored."""
+    rating = {"interaction_id": "00000000-0000-4000-8000-000000000002", "verdict": "acceptable"}
+    with serve(make_settings(requests_per_minute=1)) as url:
+        first = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
+        second = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
+    assert first.status_code in (201, 202)  # 202: the feedback service is down, spooled
+    assert second.status_code == 429 and second.json()["error"]["type"]
+    assert "Retry-After" in second.headers
+
+
+def test_feedback_text_is_bounded(make_settings, serve, keys) -> None:
+    rating = {
+        "interaction_id": "00000000-0000-4000-8000-000000000003",
+        "verdict": "unacceptable",
+        "corrected_answer": "长" * 20_001,
+    }
+    with serve(make_settings()) as url:
+        r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
+    assert r.status_code == 400 and "corrected_answer" in r.text

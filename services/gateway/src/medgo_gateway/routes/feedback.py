@@ -43,7 +43,7 @@ class FeedbackIn(BaseModel):
     status_code=201,
     responses={
         202: {"description": "feedback service unavailable: rating stored, delivered later"},
-        **{s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 503)},
+        **{s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 429, 503)},
     },
 )
 async def rate_answer(
@@ -55,6 +55,12 @@ async def rate_answer(
     ] = None,
 ) -> JSONResponse:
     """Rate one answer acceptable / unacceptable, with optional reasons and correction."""
+    # Ratings share the key's request quota: each one costs a redaction and a write.
+    state.limiter.admit(
+        caller.id,
+        requests_per_minute=caller.requests_per_minute or state.settings.requests_per_minute,
+        tokens_per_minute=caller.tokens_per_minute or state.settings.tokens_per_minute,
+    )
     try:
         comment = await state.deid.atext(body.comment) if body.comment else body.comment
         corrected = (
