@@ -108,3 +108,39 @@ def test_feedback_text_is_bounded(make_settings, serve, keys) -> None:
     with serve(make_settings()) as url:
         r = httpx.post(url + "/v1/feedback", json=rating, headers=keys.auth("clinician"))
     assert r.status_code == 400 and "corrected_answer" in r.text
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"min_tokens": 40}, "min_tokens"),
+        ({"ignore_eos": True}, "ignore_eos"),
+        ({"priority": -10}, "priority"),
+        ({"guided_json": {"type": "object"}}, "guided_json"),
+        ({"chat_template_kwargs": {"enable_thinking": True}}, "chat_template_kwargs"),
+        ({"stream_options": {"include_usage": True, "continuous_usage_stats": True}},
+         "stream_options.continuous_usage_stats"),
+    ],
+)
+def test_unsupported_parameters_are_refused_naming_the_field(
+    make_settings, serve, keys, extra, param
+) -> None:
+    body = {"model": "medgo", "messages": [{"role": "user", "content": "头痛怎么办"}], **extra}
+    with serve(make_settings()) as url:
+        r = httpx.post(url + CHAT, json=body, headers=keys.auth("api_client"), timeout=30)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+    assert r.json()["error"]["code"] == "unsupported_parameter"
+
+
+def test_operator_listed_extras_and_supported_parameters_pass_the_check() -> None:
+    from medgo_common.schemas.openai import ChatCompletionRequest
+    from medgo_gateway.policy.limits import check_parameters
+
+    req = ChatCompletionRequest.model_validate({
+        "model": "medgo", "messages": [{"role": "user", "content": "x", "name": "dr"}],
+        "seed": 1, "logprobs": True, "top_logprobs": 3, "stop": ["。"], "ignore_eos": True,
+    })
+    check_parameters(req, frozenset({"ignore_eos"}))
+    with pytest.raises(Exception, match="ignore_eos"):
+        check_parameters(req, frozenset())

@@ -38,12 +38,15 @@ def test_prompts_reach_the_model_redacted(make_settings, serve, vllm_server, key
         "continue_final_message": True,
         "messages": [{"role": "user", "content": "复述"}, {"role": "assistant", "content": PHI}],
     }
-    with serve(make_settings(inference_url=vllm_server)) as url:
+    echo = ["echo", "add_generation_prompt", "continue_final_message"]  # vLLM's echo trick
+    with serve(make_settings(inference_url=vllm_server, passthrough_params=echo)) as url:
         plain = httpx.post(
             timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=body, headers=keys.auth("api_client")
         ).json()
         assert plain["choices"][0]["message"]["content"].startswith(PHI)
-    with serve(make_settings(inference_url=vllm_server, redact_prompts=True)) as url:
+    with serve(
+        make_settings(inference_url=vllm_server, redact_prompts=True, passthrough_params=echo)
+    ) as url:
         r = httpx.post(
             timeout=MODEL_TIMEOUT_S, url=url + CHAT, json=body, headers=keys.auth("api_client")
         )

@@ -69,7 +69,7 @@ class ChatHandler:
         settings = s.settings
         check_chat_request(
             req, max_messages=settings.max_messages, max_chars=settings.max_chars,
-            max_tokens=settings.max_tokens,
+            max_tokens=settings.max_tokens, passthrough=frozenset(settings.passthrough_params),
         )
         if req.model != SERVED_MODEL_NAME:
             raise MedgoError(

@@ -99,6 +99,12 @@ class GatewaySettings(BaseSettings):
         512, ge=1, description="max_tokens sent upstream when the client gives none"
     )
 
+    passthrough_params: list[str] = Field(
+        default_factory=list,
+        description="vLLM request extras let through to the model (e.g. ignore_eos for a "
+        "load benchmark); every other parameter outside the supported set gets 400",
+    )
+
     # -- privacy
     redact_prompts: bool = Field(
         False, description="also redact PHI from prompts before they reach the model"
