@@ -48,7 +48,7 @@ def _is_built(root: Path) -> bool:
 def _built_medgo_tiny() -> Path:
     """The trainer's cached build (a no-op when up to date; scripts/test.sh runs it first)."""
     from medgo_trainer.settings import TrainerSettings
-    from medgo_trainer.tiny import TinyPaths, build_tiny
+    from medgo_trainer.training.tiny import TinyPaths, build_tiny
 
     trainer = TrainerSettings()
     build_tiny(trainer, seed=trainer.tiny_seed, progress=False)

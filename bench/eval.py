@@ -27,10 +27,10 @@ from pathlib import Path
 from medgo_common.paths import default_data_dir, default_model_dir
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
 from medgo_common.supervise import launched_server
-from medgo_trainer.eval.metrics import aggregate
-from medgo_trainer.eval.report import EvalReport
-from medgo_trainer.eval.runner import PlannedTask, plan_tasks, run_eval
-from medgo_trainer.eval.tasks import Reply
+from medgo_trainer.evaluation.metrics import aggregate
+from medgo_trainer.evaluation.report import EvalReport
+from medgo_trainer.evaluation.runner import PlannedTask, plan_tasks, run_eval
+from medgo_trainer.evaluation.tasks import Reply
 
 ADAPTER = "medgo-tiny-sft"
 DEFAULT_TASKS = "cmeee,chip-cdn,chip-sts,kuake-qic,mcq-cmexam,safetybench,safety"

@@ -43,11 +43,11 @@ from pathlib import Path
 import httpx
 import psutil
 from medgo_feedback.db import build_engine, upgrade_to_head
-from medgo_feedback.devdb import throwaway_postgres
-from medgo_feedback.harness import serve_subprocess
 from medgo_feedback.models import Interaction, Rating
 from medgo_feedback.settings import FeedbackSettings
 from medgo_feedback.store import prompt_key
+from medgo_testing.postgres import throwaway_postgres
+from medgo_testing.services import served_feedback
 from sqlalchemy import insert
 
 TOKEN = "bench-token"
@@ -219,7 +219,7 @@ def run(backend: str, args: argparse.Namespace) -> Result:
         if args.ingest_seconds > 0:
             workers = args.workers if backend == "postgresql" else 1
             serve_env = {**env, "MEDGO_FEEDBACK_WORKERS": str(workers)}
-            with serve_subprocess(serve_env) as (base, process):
+            with served_feedback(serve_env, workdir / "feedback.log") as (base, process):
                 server = psutil.Process(process.pid)
                 before = service_cpu_s(server)
                 result.ingest_per_s, result.ingest_errors = asyncio.run(

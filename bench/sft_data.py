@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from medgo_common.paths import default_data_dir
-from medgo_trainer.sft_data.build import build_mixture
-from medgo_trainer.sft_data.builders import BUILDERS
-from medgo_trainer.sft_data.leakage import LeakageGuard
-from medgo_trainer.sft_data.mixture import DEFAULT_MIXTURE, load_mixture
-from medgo_trainer.sft_data.review import Candidate, ReviewQueue
+from medgo_trainer.data.sft.build import build_mixture
+from medgo_trainer.data.sft.builders import BUILDERS
+from medgo_trainer.data.sft.leakage import LeakageGuard
+from medgo_trainer.data.sft.mixture import DEFAULT_MIXTURE, load_mixture
+from medgo_trainer.data.sft.review import Candidate, ReviewQueue
 
 REVIEWED_PAIRS = 500
 

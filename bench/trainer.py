@@ -8,7 +8,7 @@ and the per-GPU memory of the 72B recipes.
     .venv/bin/python bench/trainer.py --base DIR --adapter DIR --steps 20
 
 - *train*: SFT (packing off and on) and DPO on medgo-tiny, in the same process
-  through this pipeline (`stages.sft.run` / `stages.dpo.run`: recipe loading and
+  through this pipeline (`stages.sft.run` / `stages.preference.run`: recipe loading and
   validation, data checks, the merged SFT reference, saving, the serving adapter) and as
   a bare TRL script with the same config, model and data. Tokens/s = input tokens seen
   by the Trainer / `train_runtime`; the overhead column compares train-loop throughput,
@@ -49,7 +49,7 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 # --- train: pipeline vs bare TRL ------------------------------------------------------
 
 def _sft_rows(n: int) -> list[dict]:
-    from medgo_trainer.bundled_corpus import read_dialogues
+    from medgo_trainer.data.corpus import read_dialogues
 
     rows = []
     for dialogue in read_dialogues(default_data_dir()):
@@ -125,8 +125,8 @@ def _bare_dpo(recipe: Any, out: Path) -> dict[str, float]:
 
 def bench_train(base: Path, adapter: Path, steps: int, work: Path,
                 repeats: int) -> list[str]:
-    from medgo_trainer.recipe import load_recipe, resolve_recipe_path
-    from medgo_trainer.stages import dpo, sft
+    from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
+    from medgo_trainer.training.stages import preference, sft
 
     sft_data = _write(work / "sft.jsonl", _sft_rows(steps * 16))
     dpo_data = _write(work / "dpo.jsonl", _dpo_rows(steps * 8))
@@ -138,7 +138,7 @@ def bench_train(base: Path, adapter: Path, steps: int, work: Path,
         ("SFT, packing on", "medgo-tiny-sft", [f"data.train=[{sft_data}]", "data.eval=[]",
                                               "trl.packing=true"], sft.run, _bare_sft),
         ("DPO", "medgo-tiny-dpo", [f"data.train=[{dpo_data}]", f"adapter={adapter}"],
-         dpo.run, _bare_dpo),
+         preference.run, _bare_dpo),
     ]
     lines = ["| run | pipeline tok/s | bare TRL tok/s | overhead (train loop) "
              "| pipeline wall s | bare wall s |", "|---|---|---|---|---|---|"]
@@ -179,9 +179,9 @@ def _edit(text: str, rng: random.Random, edits: int) -> str:
 
 def bench_prepare(work: Path, planted: int, workers: int, engines: list[str],
                   tasks: int) -> list[str]:
-    from medgo_trainer.prepare.clean import read_documents
-    from medgo_trainer.prepare.pipeline import PrepareConfig, prepare_corpus
-    from medgo_trainer.prepare.scaleout import ScaleOutConfig, prepare_corpus_datatrove
+    from medgo_trainer.data.prepare.clean import read_documents
+    from medgo_trainer.data.prepare.pipeline import PrepareConfig, prepare_corpus
+    from medgo_trainer.data.prepare.scaleout import ScaleOutConfig, prepare_corpus_datatrove
 
     corpus = default_data_dir() / "corpus"
     rng = random.Random(0)

@@ -8,7 +8,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 PY="${MEDGO_PYTHON:-python3}"
 VENV="$ROOT/.venv"
-PACKAGES=(libs/medgo_common services/inference services/feedback services/gateway services/trainer)
+PACKAGES=(libs/medgo_common libs/medgo_testing services/inference services/feedback services/gateway services/trainer)
 
 if ! command -v "$PY" >/dev/null 2>&1; then
   echo "error: $PY not found; install Python 3.11+ or set MEDGO_PYTHON" >&2; exit 1

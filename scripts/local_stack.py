@@ -24,10 +24,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from medgo_common.supervise import ServerStartError, launched_process, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -41,7 +42,6 @@ class Service:
     ready_path: str
     ready_timeout_s: float
     env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen | None = None
 
 
 class StartupError(Exception):
@@ -99,49 +99,6 @@ def ensure_secrets(secret_dir: Path) -> dict[str, str]:
     }
 
 
-def wait_ready(svc: Service, log_file: Path) -> None:
-    url = f"http://127.0.0.1:{svc.port}{svc.ready_path}"
-    deadline = time.monotonic() + svc.ready_timeout_s
-    while time.monotonic() < deadline:
-        if svc.proc is not None and svc.proc.poll() is not None:
-            raise StartupError(f"{svc.name} exited with code {svc.proc.returncode}; "
-                               f"see {log_file}:\n{tail(log_file)}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1)
-    raise StartupError(f"{svc.name} not ready after {svc.ready_timeout_s:.0f} s; "
-                       f"see {log_file}:\n{tail(log_file)}")
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def stop_all(services: list[Service]) -> None:
-    """SIGTERM every process group (reverse start order), then SIGKILL stragglers."""
-    running = [s for s in reversed(services) if s.proc and s.proc.poll() is None]
-    for svc in running:
-        os.killpg(svc.proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for svc in running:
-        try:
-            svc.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(svc.proc.pid, signal.SIGKILL)
-            svc.proc.wait()
-    for svc in services:  # children a service left in its group (vLLM's engine core)
-        if svc.proc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(svc.proc.pid, signal.SIGKILL)
-
-
 def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
     ports = {
         "gateway": port_from_env("MEDGO_GATEWAY_PORT", 8000),
@@ -169,6 +126,9 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
             "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
             "MEDGO_GATEWAY_FEEDBACK_TOKEN": sec["gateway_token"],
             "MEDGO_GATEWAY_API_KEYS_FILE": sec["keys_file"],
+            # The manifest inference follows: `promote` reaches both without a restart.
+            "MEDGO_GATEWAY_SERVING_MANIFEST": os.environ.get(
+                "MEDGO_INFERENCE_MANIFEST", str(var_dir / "models" / "serving.json")),
         }),
     ]
 
@@ -203,52 +163,61 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     var_dir = ROOT / "var"  # where every service's settings default their state to
-    services: list[Service] = []
     try:
-        data_dir = Path(os.environ.get("MEDGO_TRAINER_DATA_DIR", ROOT.parent / "shared" / "data"))
-        if not (data_dir / "corpus").is_dir():
-            raise StartupError(f"data folder {data_dir} not found; put the shared data there "
-                               "or set MEDGO_TRAINER_DATA_DIR")
-        if not (BIN / "medgo-gateway").exists():
-            raise StartupError("the MedGo packages are not installed; run scripts/up.sh, "
-                               "which installs them into .venv")
-        manifest = var_dir / "models" / "serving.json"
-        if args.skip_build:
-            if not manifest.exists():
-                raise StartupError(f"no model to serve ({manifest} missing); "
-                                   "run without --skip-build to build medgo-tiny")
-        elif subprocess.run([str(BIN / "medgo-train"), "build-tiny"]).returncode != 0:
-            raise StartupError("medgo-tiny could not be built (see the message above)")
-        sec = ensure_secrets(var_dir / "secrets")
-        services = build_services(var_dir, sec)
-        log_dir = var_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for svc in services:
-            log_file = log_dir / f"{svc.name}.log"
-            print(f"==> starting {svc.name} on :{svc.port} (log: {log_file})", flush=True)
-            with log_file.open("ab") as log:
-                svc.proc = subprocess.Popen(
-                    svc.argv, env={**os.environ, **svc.env}, stdout=log,
-                    stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
-                )
-            wait_ready(svc, log_file)
-            print(f"    {svc.name} ready", flush=True)
-        print(banner(services[-1].port, sec), flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while True:
-            for svc in services:
-                if svc.proc.poll() is not None:
-                    raise StartupError(f"{svc.name} stopped (exit {svc.proc.returncode}); "
-                                       f"see var/logs/{svc.name}.log")
-            time.sleep(1)
+        with contextlib.ExitStack() as stack:  # stops every started service, newest first
+            sec = prepare(var_dir, skip_build=args.skip_build)
+            services = build_services(var_dir, sec)
+            procs = {svc.name: stack.enter_context(start(svc, var_dir / "logs"))
+                     for svc in services}
+            print(banner(services[-1].port, sec), flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+            while True:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        raise StartupError(f"{name} stopped (exit {proc.returncode}); "
+                                           f"see var/logs/{name}.log")
+                time.sleep(1)
     except KeyboardInterrupt:
-        print("\n==> stopping MedGo", flush=True)
-        stop_all(services)
+        print("\n==> stopped MedGo", flush=True)
         return 0
-    except StartupError as exc:
+    except (StartupError, ServerStartError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        stop_all(services)
         return 1
+
+
+def prepare(var_dir: Path, *, skip_build: bool) -> dict[str, str]:
+    """Check the data and the install, build medgo-tiny unless told not to, make secrets."""
+    data_dir = Path(os.environ.get("MEDGO_TRAINER_DATA_DIR", ROOT.parent / "shared" / "data"))
+    if not (data_dir / "corpus").is_dir():
+        raise StartupError(f"data folder {data_dir} not found; put the shared data there "
+                           "or set MEDGO_TRAINER_DATA_DIR")
+    if not (BIN / "medgo-gateway").exists():
+        raise StartupError("the MedGo packages are not installed; run scripts/up.sh, "
+                           "which installs them into .venv")
+    manifest = var_dir / "models" / "serving.json"
+    if skip_build:
+        if not manifest.exists():
+            raise StartupError(f"no model to serve ({manifest} missing); "
+                               "run without --skip-build to build medgo-tiny")
+    elif subprocess.run([str(BIN / "medgo-train"), "build-tiny"]).returncode != 0:
+        raise StartupError("medgo-tiny could not be built (see the message above)")
+    return ensure_secrets(var_dir / "secrets")
+
+
+@contextlib.contextmanager
+def start(svc: Service, log_dir: Path) -> Iterator[subprocess.Popen]:
+    """One service through the shared supervisor: started, readiness-gated, and its
+    process group stopped when the stack unwinds (Ctrl-C, SIGTERM or an error)."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / f"{svc.name}.log"
+    print(f"==> starting {svc.name} on :{svc.port} (log: {log_file})", flush=True)
+    url = f"http://127.0.0.1:{svc.port}{svc.ready_path}"
+    with launched_process(svc.argv, {**os.environ, **svc.env}, log_file,
+                          lambda alive: wait_http_ok(url, svc.ready_timeout_s, alive),
+                          cwd=ROOT) as proc:
+        print(f"    {svc.name} ready", flush=True)
+        yield proc
+        print(f"==> stopping {svc.name}", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import pytest
 from medgo_common.schemas.serving import ServingManifest
 from medgo_common.supervise import free_port, launched_process, launched_server, wait_http_ok
 from medgo_trainer.cli import main as train
-from medgo_trainer.registry import Registry, Status
+from medgo_trainer.training.registry import Registry, Status
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
@@ -103,7 +103,7 @@ def test_ratings_become_the_served_checkpoint(
     feedback: str, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="medgo_trainer.loop")
+    caplog.set_level(logging.INFO, logger="medgo_trainer.training.loop")
     monkeypatch.setenv("MEDGO_TRAINER_FEEDBACK_URL", feedback)
     monkeypatch.setenv("MEDGO_TRAINER_FEEDBACK_TOKEN", TRAINER_TOKEN)
     manifest = model_dir / "serving.json"

@@ -1,7 +1,7 @@
 """Fixtures: every database test runs on SQLite *and* on a real throwaway PostgreSQL.
 
 The PostgreSQL server is started once per session from the machine's binaries
-(`medgo_feedback.devdb`) and each test gets its own database, cloned from a template
+(`medgo_testing.postgres`) and each test gets its own database, cloned from a template
 that was migrated once. Where no PostgreSQL binaries exist the PostgreSQL half is
 skipped with that reason; the SQLite half always runs.
 """
@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from medgo_feedback.app import create_app
 from medgo_feedback.db import build_engine, upgrade_to_head
-from medgo_feedback.devdb import find_bindir, throwaway_postgres
 from medgo_feedback.settings import FeedbackSettings
+from medgo_testing.postgres import find_bindir, throwaway_postgres
 from sqlalchemy import make_url
 from sqlalchemy.orm import Session
 

@@ -11,8 +11,8 @@ import threading
 import uuid
 
 import httpx
-from medgo_feedback.harness import serve_subprocess
 from medgo_feedback.models import Rating
+from medgo_testing.services import served_feedback
 from sqlalchemy import select
 
 WRITERS = 4
@@ -20,12 +20,12 @@ KILL_AFTER_ACKS = 60
 
 
 def test_acknowledged_ratings_survive_kill_9(
-    service_env, gateway_auth, session, make_record, make_rating
+    service_env, gateway_auth, session, make_record, make_rating, tmp_path
 ) -> None:
     acked: list[tuple[uuid.UUID, str, str]] = []
     lock = threading.Lock()
     enough = threading.Event()
-    with serve_subprocess(service_env) as (base, process):
+    with served_feedback(service_env, tmp_path / "feedback.log") as (base, process):
         records = [make_record() for _ in range(10)]
         created = httpx.post(
             f"{base}/v1/interactions", json={"records": records}, headers=gateway_auth

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from medgo_feedback.devdb import free_port
+from medgo_common.supervise import free_port
 
 
 def _start(env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -8,13 +8,13 @@ import sys
 
 import httpx
 import psutil
-from medgo_feedback.harness import serve_subprocess
 from medgo_feedback.models import Rating
+from medgo_testing.services import served_feedback
 from sqlalchemy import func, select
 
 
 def test_workers_serve_ratings_on_postgresql_and_are_refused_on_sqlite(
-    backend, service_env, gateway_auth, session, make_record, make_rating
+    backend, service_env, gateway_auth, session, make_record, make_rating, tmp_path
 ) -> None:
     env = {**service_env, "MEDGO_FEEDBACK_WORKERS": "2"}
     if backend == "sqlite":
@@ -31,7 +31,7 @@ def test_workers_serve_ratings_on_postgresql_and_are_refused_on_sqlite(
             "writer); set it to 1 or point MEDGO_FEEDBACK_DATABASE_URL at PostgreSQL"
         ]
         return
-    with serve_subprocess(env) as (base, process):
+    with served_feedback(env, tmp_path / "feedback.log") as (base, process):
         # Besides the workers, multiprocessing starts its resource tracker.
         children = psutil.Process(process.pid).children()
         workers = [child for child in children if "spawn_main" in " ".join(child.cmdline())]

@@ -43,3 +43,27 @@ def test_env_forms(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_values_are_refused(field: str, value: object, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         InferenceSettings(**{field: value})
+
+
+def test_the_trainers_serve_request_configures_exactly_these_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trainer → inference contract (`ServeRequest`): every variable it can produce is
+    an `InferenceSettings` field, and the values come back as the trainer meant them."""
+    from medgo_common.schemas.serving import ServeRequest
+
+    request = ServeRequest.for_adapters(
+        "/models/base", {"medgo-a": "/ckpt/a", "medgo-b": "/ckpt/b"}, ranks=[16, 24],
+        settings={"max_model_len": "512", "tensor_parallel_size": "8"})
+    env = request.to_env()
+    fields = {f"MEDGO_INFERENCE_{name.upper()}" for name in InferenceSettings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = InferenceSettings()
+    assert settings.base_model == Path("/models/base")
+    assert settings.adapters == {"medgo-a": Path("/ckpt/a"), "medgo-b": Path("/ckpt/b")}
+    assert settings.max_lora_rank == 32  # 24 rounded up to a rank vLLM accepts
+    assert (settings.max_model_len, settings.tensor_parallel_size) == (512, 8)
+    with pytest.raises(ValueError, match="exceeds vLLM's largest"):
+        ServeRequest.for_adapters("/models/base", {"x": "/x"}, ranks=[1024])

@@ -3,13 +3,19 @@
 The feedback store and the trainer's job API admit only known services (gateway,
 trainer, ops). Tokens are configured as `name=token,name=token`; the caller's name
 is what gets audited (e.g. who exported data), never the token.
+
+`ServiceCallerDep` is the one FastAPI dependency both services mount their `/v1`
+routers behind: it reads the tokens from the app's settings (`app.state.settings.
+service_tokens`, set by each app factory), so the check is written once.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import Annotated
 
+from fastapi import Depends, Request
 from pydantic import SecretStr
 
 from medgo_common.errors import MedgoError
@@ -50,3 +56,13 @@ def authenticate_service(authorization: str, tokens: Mapping[str, SecretStr]) ->
     if caller is None:
         raise MedgoError(401, "unknown service token", code="invalid_token", headers=_CHALLENGE)
     return caller
+
+
+async def require_service_caller(request: Request) -> str:
+    """The calling service's name, or 401 (`async`: no thread-pool hop for a compare)."""
+    return authenticate_service(
+        request.headers.get("authorization", ""), request.app.state.settings.service_tokens
+    )
+
+
+ServiceCallerDep = Annotated[str, Depends(require_service_caller)]

@@ -1,10 +1,12 @@
-"""Run `medgo-inference` as a child process, for test fixtures and benchmarks.
+"""Child processes of our own services: start, wait until ready, stop the whole group.
 
-Both need the same three things: start our launcher (so they exercise the production
-path, not a hand-written vLLM command) on a free port, wait until the model is served
-(failing fast with the server's own last log lines if it dies), and stop the whole
-process group afterwards: vLLM runs its engine core in a child process, and killing
-only the parent would leave it behind holding memory and cores.
+The one supervisor of the repository. Local mode (`scripts/local_stack.py`), the
+feedback loop's temporary evaluation vLLM (`medgo_trainer.training.loop.evaluation`),
+the test fixtures and the benchmarks all need the same three things: start a service's
+own entry point (so they exercise the production path, not a hand-written command) on a
+free port, wait until it is ready (failing fast with the process's last log lines if it
+dies), and stop the whole process group afterwards: vLLM runs its engine core in a child
+process, and killing only the parent would leave it behind holding memory and cores.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def stop_group(proc: subprocess.Popen) -> None:
 def launched_process(
     argv: list[str], env: Mapping[str, str], log_path: Path,
     ready: Callable[[Callable[[], bool]], str | None],
+    *,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Run `argv` in its own process group until the block ends.
 
@@ -69,7 +73,8 @@ def launched_process(
     """
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=cwd,
         )
     try:
         reason = ready(lambda: proc.poll() is None)

@@ -13,16 +13,16 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import error_response, install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
 from medgo_common.phi.guarded import awarm_up
+from medgo_common.service_auth import require_service_caller
 from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
 from medgo_feedback.db import build_engine, build_sessionmaker, ping
-from medgo_feedback.deps import require_caller
-from medgo_feedback.limits import BodyLimitMiddleware
 from medgo_feedback.metrics import FeedbackMetrics
 from medgo_feedback.routes import api_router
 from medgo_feedback.settings import FeedbackSettings
@@ -55,7 +55,7 @@ def create_app(settings: FeedbackSettings) -> FastAPI:
         return await run_in_threadpool(ping, engine)
 
     app.include_router(health_router(registry, readiness))
-    app.include_router(api_router, dependencies=[Depends(require_caller)])
+    app.include_router(api_router, dependencies=[Depends(require_service_caller)])
     return app
 
 
@@ -69,10 +69,12 @@ def _install_store_errors(app: FastAPI) -> None:
         return error_response(409, str(exc), code="idempotency_key_reused", param="idempotency_key")
 
     @app.exception_handler(sa_exc.IntegrityError)
-    async def _race(_: Request, __: sa_exc.IntegrityError) -> JSONResponse:
+    async def _race(request: Request, __: sa_exc.IntegrityError) -> JSONResponse:
+        _count_write_error(request, "conflict")
         return error_response(409, "a concurrent write conflicted; retry", code="write_conflict")
 
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        _count_write_error(request, "unavailable")
         return error_response(
             503,
             "the feedback database is unavailable; nothing was written, retry later",
@@ -82,3 +84,10 @@ def _install_store_errors(app: FastAPI) -> None:
 
     for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         app.add_exception_handler(error, _unavailable)
+
+
+def _count_write_error(request: Request, reason: str) -> None:
+    """Count database failures of writes (POST/PUT/PATCH/DELETE) for the alert
+    MedgoFeedbackWriteErrors; a failed read (stats, exports) is the caller's 503 only."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.app.state.metrics.write_errors.labels(reason=reason).inc()

@@ -1,9 +1,9 @@
 """Request dependencies as named types: a route's signature lists what it needs.
 
-`CallerDep` is the service-to-service authentication: a bearer token from
-`MEDGO_FEEDBACK_SERVICE_TOKENS`, compared in constant time. Every `/v1` router is
-mounted behind it in `app.py`, so an endpoint is closed unless deliberately opened;
-with no tokens configured, nobody gets in.
+`CallerDep` is the service-to-service authentication (`medgo_common.service_auth`,
+shared with the trainer's job API): a bearer token from `MEDGO_FEEDBACK_SERVICE_TOKENS`,
+compared in constant time. Every `/v1` router is mounted behind it in `app.py`, so an
+endpoint is closed unless deliberately opened; with no tokens configured, nobody gets in.
 
 The dependencies that do no I/O are `async def` on purpose: FastAPI runs a plain
 `def` dependency in the thread pool, and each such hop cost more CPU than the
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from medgo_common.service_auth import authenticate_service
+from medgo_common.service_auth import ServiceCallerDep as CallerDep
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,18 +48,11 @@ def get_session(
         yield session
 
 
-async def require_caller(
-    request: Request, settings: Annotated[FeedbackSettings, Depends(get_settings)]
-) -> str:
-    """The calling service's name, or 401 when the bearer token is missing or unknown."""
-    return authenticate_service(
-        request.headers.get("authorization", ""), settings.service_tokens
-    )
-
-
 SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 MetricsDep = Annotated[FeedbackMetrics, Depends(get_metrics)]
-CallerDep = Annotated[str, Depends(require_caller)]
+
+__all__ = ["CallerDep", "EngineDep", "MetricsDep", "SessionDep", "SessionmakerDep",
+           "SettingsDep"]

@@ -1,7 +1,9 @@
-"""`medgo-train`: thin subcommands over the trainer's modules (TRL's `trl <cmd>` shape).
+"""`medgo-train`: thin subcommands over the trainer's wings (TRL's `trl <cmd>` shape).
 
-Each subcommand lives in its own module, which registers it with `add_parser(subparsers)`
-and sets `handler`; this file only lists those modules, so adding a command is one line.
+Each wing has its own cli module with `add_parsers(subparsers)`, which registers its
+subcommands and sets each one's `handler(args, settings)`; this file lists those
+modules, builds `TrainerSettings` once, and turns the wings' errors into one line and
+an exit code. Adding a command touches only its wing's cli module.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import json
 import logging
 import sys
 
-from medgo_trainer.executors.k8s import SubmitError
-from medgo_trainer.loop import LoopError
-from medgo_trainer.prepare.clean import CorpusFormatError
-from medgo_trainer.recipe import RecipeError
-from medgo_trainer.registry import RegistryError
+from medgo_trainer.configfile import ConfigError
+from medgo_trainer.data.prepare.clean import CorpusFormatError
+from medgo_trainer.settings import TrainerSettings
+from medgo_trainer.training.executors.k8s import SubmitError
+from medgo_trainer.training.loop.options import LoopError
+from medgo_trainer.training.registry import RegistryError
 
 EPILOG = """examples:
   medgo-train build-tiny                      # the embedded model (cached)
@@ -34,18 +37,12 @@ EPILOG = """examples:
   medgo-train submit --executor k8s --stage dpo --recipe medgo-72b-dpo --name dpo-w48 --print
 """
 
-#: Modules with `add_parser(subparsers)`; each registers one subcommand.
+#: Cli modules with `add_parsers(subparsers)`, one per wing (and the loop).
 COMMAND_MODULES = (
-    "medgo_trainer.tiny",
-    "medgo_trainer.stages.pretrain",
-    "medgo_trainer.stages.sft",
-    "medgo_trainer.stages.dpo",
-    "medgo_trainer.stages.kto",
-    "medgo_trainer.prepare.pipeline",
-    "medgo_trainer.registry",
-    "medgo_trainer.executors.submit",
-    "medgo_trainer.loop",
-    "medgo_trainer.sft_data.cli",
+    "medgo_trainer.training.cli",
+    "medgo_trainer.data.prepare.cli",
+    "medgo_trainer.data.sft.cli",
+    "medgo_trainer.training.loop.cli",
 )
 
 
@@ -58,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).add_parser(subparsers)
+        importlib.import_module(name).add_parsers(subparsers)
     return parser
 
 
@@ -66,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        result = args.handler(args)
-    except RecipeError as exc:
+        result = args.handler(args, TrainerSettings())
+    except ConfigError as exc:
         print(f"medgo-train {args.command}: {exc}", file=sys.stderr)
         return 2
     except FileNotFoundError as exc:

@@ -1,64 +1,14 @@
-"""Request limits: body size (pure ASGI, before parsing) and chat-request bounds.
+"""Chat-request bounds and allowlist: parameters, content parts, messages, characters,
+max_tokens.
 
-The body limit runs before FastAPI reads JSON, so an oversized upload is refused
-without being parsed. The chat bounds (messages, characters, max_tokens) are policy
-from settings, applied after the schema accepted the request.
+Policy from settings, applied after the schema accepted the request. The body-size
+limit that runs before any parsing is the shared `medgo_common.bodylimit` middleware.
 """
 
 from __future__ import annotations
 
-from medgo_common.errors import MedgoError, error_response
+from medgo_common.errors import MedgoError
 from medgo_common.schemas.openai import ChatCompletionRequest
-
-
-class BodySizeLimit:
-    """Answers 413 for bodies over `max_bytes`: by Content-Length, or by counting."""
-
-    def __init__(self, app, *, max_bytes: int, on_reject=None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self._on_reject = on_reject or (lambda _reason: None)
-
-    def _too_large(self):
-        self._on_reject("body_too_large")
-        return error_response(
-            413, f"request body exceeds {self.max_bytes} bytes", code="body_too_large"
-        )
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = None
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                length = value
-                break
-        if length is not None:
-            if not length.isdigit() or int(length) > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        # No Content-Length (chunked upload): read it here, bounded, then replay it.
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            if message["type"] != "http.request":
-                break
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._too_large()(scope, receive, send)
-                return
-            if not message.get("more_body", False):
-                break
-
-        async def replay():
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
 
 # OpenAI chat parameters the product supports, beyond the typed ones in the schema:
 # sampling controls and the log-probabilities the evaluation client reads. Anything

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from medgo_common.errors import MedgoError
-from medgo_common.service_auth import authenticate_service
+from medgo_common.service_auth import ServiceCallerDep as CallerDep
 
 from medgo_trainer.api.runner import JobRunner
 from medgo_trainer.api.store import JobRow
@@ -25,16 +25,6 @@ def get_runner(request: Request) -> JobRunner:
     return request.app.state.runner
 
 
-def require_caller(
-    request: Request, settings: Annotated[TrainerSettings, Depends(get_settings)]
-) -> str:
-    """The calling service's name, or 401 when the bearer token is missing or unknown."""
-    return authenticate_service(
-        request.headers.get("authorization", ""), settings.service_tokens
-    )
-
-
-CallerDep = Annotated[str, Depends(require_caller)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 
 
@@ -47,3 +37,5 @@ def get_job(job_id: str, runner: RunnerDep, _: CallerDep) -> JobRow:
 
 
 JobDep = Annotated[JobRow, Depends(get_job)]
+
+__all__ = ["CallerDep", "JobDep", "RunnerDep", "get_settings"]

@@ -27,10 +27,11 @@ from prometheus_client import Counter
 
 from medgo_trainer.api.schemas import JobCreate, JobStatus
 from medgo_trainer.api.store import JobRow, JobStore
-from medgo_trainer.executors import local
-from medgo_trainer.recipe import RecipeError, load_recipe, resolve_recipe_path
-from medgo_trainer.sft_data.mixture import load_mixture, validate_sources
-from medgo_trainer.stages import METRICS_FILE
+from medgo_trainer.configfile import ConfigError
+from medgo_trainer.data.sft.mixture import load_mixture, resolve_mixture_path, validate_sources
+from medgo_trainer.outputs import METRICS_FILE
+from medgo_trainer.training.executors import local
+from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
 
 CANCEL_GRACE_S = 30
 
@@ -45,10 +46,10 @@ def _check_training(body: JobCreate, data_dir: Path) -> None:
 
 def _check_mixture(body: JobCreate, data_dir: Path) -> None:
     """The mixture recipe loads and every source's files under ``data_dir`` are usable."""
-    validate_sources(load_mixture(resolve_recipe_path(body.recipe), body.overrides), data_dir)
+    validate_sources(load_mixture(resolve_mixture_path(body.recipe), body.overrides), data_dir)
 
 
-#: Stage → the validation its recipe gets before any process starts (RecipeError → 422).
+#: Stage → the validation its recipe gets before any process starts (ConfigError → 422).
 _CHECKS = {**dict.fromkeys(local.STAGES, _check_training), "build-sft": _check_mixture}
 
 
@@ -73,7 +74,7 @@ class JobRunner:
         """Validate the recipe fully (before any compute), then start the job."""
         try:
             _CHECKS[body.stage](body, self.data_dir)
-        except RecipeError as exc:
+        except ConfigError as exc:
             raise MedgoError(422, str(exc), code="invalid_recipe", param="recipe") from None
         with self._lock:
             running = [j for j in self.store.running() if self.refresh(j).status is

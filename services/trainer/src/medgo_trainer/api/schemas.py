@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medgo_trainer.executors.local import JOB_STAGES
+from medgo_trainer.training.executors.local import JOB_STAGES
 
 
 class JobStatus(StrEnum):

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from medgo_trainer.api.deps import CallerDep, JobDep, RunnerDep
 from medgo_trainer.api.schemas import JobCreate, JobPublic
 from medgo_trainer.api.store import JobRow
-from medgo_trainer.executors import local
+from medgo_trainer.training.executors import local
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

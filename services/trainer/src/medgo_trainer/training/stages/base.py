@@ -1,0 +1,203 @@
+"""What every training stage shares: loading data and model, and finishing a run.
+
+Each stage module (`pretrain`, `sft`, `preference` for DPO and KTO) exposes the same
+entry point,
+
+    run(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> RunResult
+
+that builds one TRL trainer from the recipe, trains, and returns a `RunResult`. The
+pieces below keep those modules to the part that differs: which trainer, which data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medgo_trainer.outputs import METRICS_FILE, RESOLVED_RECIPE
+from medgo_trainer.training.recipe import Recipe, RecipeError
+
+
+@dataclass
+class RunResult:
+    """
+    What a stage produced.
+
+    Parameters:
+        out_dir (`Path`): the checkpoint (full model dir, or PEFT adapter dir with LoRA).
+        metrics (`dict`): `train_loss`, `train_tokens`, `train_seconds`,
+            `tokens_per_second`; with held-out data also `eval_loss`, `eval_perplexity` and
+            the same before training (`initial_eval_loss`, `initial_eval_perplexity`).
+        recipe_path (`Path`): the resolved recipe saved beside the checkpoint.
+        data_hash (`str`): sha256 over the training and held-out files (the data snapshot
+            the registry records as lineage).
+    """
+
+    out_dir: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+    recipe_path: Path | None = None
+    data_hash: str = ""
+
+
+StageRun = Callable[..., RunResult]
+"""`run(recipe, out_dir, *, progress=True) -> RunResult`, the entry point of a stage."""
+
+
+def data_snapshot_hash(recipe: Recipe) -> str:
+    """Content hash of every data file, in recipe order, so lineage survives renames."""
+    digest = hashlib.sha256()
+    for group in (recipe.data.train, recipe.data.eval):
+        for name in group:
+            digest.update(Path(name).read_bytes())
+        digest.update(b"\0split\0")
+    return digest.hexdigest()
+
+
+def load_splits(recipe: Recipe) -> tuple[Any, Any | None]:
+    """The train and (optional) held-out `datasets.Dataset`s named by the recipe."""
+    from datasets import load_dataset
+
+    train = load_dataset("json", data_files=recipe.data.train, split="train")
+    if recipe.data.max_train_samples is not None:
+        train = train.select(range(min(recipe.data.max_train_samples, len(train))))
+    held_out = None
+    if recipe.data.eval:
+        held_out = load_dataset("json", data_files=recipe.data.eval, split="train")
+    return train, held_out
+
+
+def load_tokenizer(recipe: Recipe) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(recipe.base)
+
+
+def load_model(recipe: Recipe, tokenizer: Any, init_kwargs: dict[str, Any] | None) -> Any:
+    """
+    The starting policy: a fresh Qwen2 init (`recipe.model`), or `recipe.base` with
+    `recipe.adapter` merged in, so a new LoRA adapter trains on top of the previous stage
+    and TRL's `ref_model=None` reference is that merged policy.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    kwargs = dict(init_kwargs or {})
+    if recipe.model is not None:
+        torch.manual_seed(recipe.seed)
+        config = Qwen2Config(
+            **recipe.model,
+            vocab_size=len(tokenizer),
+            bos_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        config._attn_implementation = kwargs.get("attn_implementation", "sdpa")
+        return Qwen2ForCausalLM(config).to(_dtype(kwargs.get("dtype", "float32")))
+    model = AutoModelForCausalLM.from_pretrained(recipe.base, **kwargs)
+    if recipe.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, recipe.adapter).merge_and_unload()
+    return model
+
+
+def require_stage(recipe: Recipe, stage: str) -> None:
+    if recipe.stage != stage:
+        raise RecipeError(f"stage: this is the {stage} stage, the recipe is for {recipe.stage}")
+
+
+def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:
+    """
+    Train with TRL's `SFTTrainer`, which serves both pretrain (`text` rows, packed) and
+    sft (`messages` rows rendered by the tokenizer's chat template).
+    """
+    from medgo_trainer.training.recipe import build_lora_config
+    from trl import SFTTrainer
+
+    args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
+    tokenizer = load_tokenizer(recipe)
+    train, held_out = load_splits(recipe)
+    trainer = SFTTrainer(
+        model=load_model(recipe, tokenizer, init_kwargs),
+        args=args,
+        train_dataset=train,
+        eval_dataset=held_out,
+        processing_class=tokenizer,
+        peft_config=build_lora_config(recipe),
+    )
+    return finish(trainer, recipe, out_dir)
+
+
+def finish(
+    trainer: Any,
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    after_save: Callable[[], dict[str, float]] | None = None,
+) -> RunResult:
+    """
+    Train-side bookkeeping common to all stages: evaluate, save, record.
+
+    `trainer.save_model` (not `model.save_pretrained`) because under ZeRO-3 the weights
+    are sharded across ranks: it gathers them and lets only the main process write
+    them, with the trainer's tokenizer (its `processing_class`).
+    Only the main process records the run, and `metrics.json` is written last — after
+    `after_save` (the preference stages compose the served adapter there) — because
+    its presence is what tells the job API and the loop that the run is complete.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics: dict[str, float] = {}
+    if trainer.eval_dataset is not None:  # the starting point, so the gain is visible
+        metrics.update({f"initial_{k}": v for k, v in held_out_metrics(trainer).items()})
+    train_out = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    metrics["train_loss"] = float(train_out.training_loss)
+    metrics["train_seconds"] = float(train_out.metrics.get("train_runtime", 0.0))
+    tokens = float(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
+    if tokens:
+        metrics["train_tokens"] = tokens
+        metrics["tokens_per_second"] = tokens / max(metrics["train_seconds"], 1e-9)
+    if trainer.eval_dataset is not None:
+        metrics.update(held_out_metrics(trainer))
+    trainer.save_model(str(out_dir))
+    result = RunResult(out_dir, metrics, out_dir / RESOLVED_RECIPE, data_snapshot_hash(recipe))
+    if not trainer.is_world_process_zero():
+        return result
+    recipe.save(result.recipe_path)
+    if after_save is not None:
+        metrics.update(after_save())
+    (out_dir / METRICS_FILE).write_text(json.dumps(
+        {"metrics": metrics, "data_hash": result.data_hash}, indent=2))
+    return result
+
+
+def held_out_metrics(trainer: Any) -> dict[str, float]:
+    """Held-out loss and its perplexity (exp of the mean token loss)."""
+    loss = float(trainer.evaluate()["eval_loss"])
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0))}
+
+
+def _dtype(name: Any) -> Any:
+    import torch
+
+    return name if isinstance(name, torch.dtype) else getattr(torch, str(name))
+
+
+def trainer_args(recipe: Recipe, out_dir: Path, *, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """
+    The stage's TRL config with every recipe field in force, and the model-init kwargs
+    taken out of it: stages instantiate the model themselves (fresh init, merged adapter),
+    so TRL must not also try to.
+    """
+    from medgo_trainer.training.recipe import build_trl_config
+
+    args = build_trl_config(recipe, out_dir)
+    if not progress:
+        args.disable_tqdm = True
+    init_kwargs = dict(args.model_init_kwargs or {})
+    args.model_init_kwargs = None
+    return args, init_kwargs

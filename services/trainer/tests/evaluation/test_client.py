@@ -1,0 +1,123 @@
+"""EvalClient retries and cache, against a fault-injecting ASGI endpoint.
+
+Real vLLM cannot be made to answer 503 or 400 on demand, so these two behaviours are
+tested against a small Starlette app speaking the OpenAI chat shape (a boundary
+double); the real-vLLM path is covered by test_end_to_end.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from medgo_trainer.evaluation.cache import ResponseCache
+from medgo_trainer.evaluation.client import EvalClient, EvalRequestError, normalise_endpoint
+from medgo_trainer.evaluation.tasks import Reply
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+def _endpoint(statuses: list[int], seen: list[dict], message: str = "") -> httpx.ASGITransport:
+    """Answers with ``statuses`` in turn (then 200), recording every request body."""
+
+    async def chat(request: Request) -> JSONResponse:
+        seen.append(await request.json())
+        status = statuses.pop(0) if statuses else 200
+        if status != 200:
+            text = message or f"status {status}"
+            error = {"error": {"message": text, "type": "x", "code": status}}
+            return JSONResponse(error, status_code=status, headers={"Retry-After": "0"})
+        body = {
+            "choices": [
+                {
+                    "message": {"role": "assistant", "content": "答案：B"},
+                    "logprobs": {"content": [{"token": "B", "logprob": -0.1,
+                                              "top_logprobs": [{"token": "B", "logprob": -0.1},
+                                                               {"token": "A", "logprob": -2.5}]}]},
+                }
+            ]
+        }  # fmt: skip
+        return JSONResponse(body)
+
+    app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+    return httpx.ASGITransport(app=app)
+
+
+def _ask(client: EvalClient, content: str = "问题") -> Reply:
+    async def go() -> Reply:
+        async with client:
+            return await client.chat("medgo", [{"role": "user", "content": content}], max_tokens=4)
+
+    return asyncio.run(go())
+
+
+def test_retries_transient_errors_then_succeeds() -> None:
+    seen: list[dict] = []
+    client = EvalClient(
+        "http://eval.test/v1/", transport=_endpoint([503, 429], seen), backoff_s=0.0
+    )
+    reply = _ask(client)
+    assert reply.text == "答案：B"
+    assert reply.top_logprobs == {"B": -0.1, "A": -2.5}
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    assert seen[0] == {
+        "model": "medgo",
+        "messages": [{"role": "user", "content": "问题"}],
+        "temperature": 0.0,
+        "max_tokens": 4,
+    }
+
+
+def test_client_error_is_not_retried_and_gives_the_envelope_message() -> None:
+    seen: list[dict] = []
+    client = EvalClient("http://eval.test", transport=_endpoint([400], seen), backoff_s=0.0)
+    with pytest.raises(EvalRequestError, match="answered 400: status 400"):
+        _ask(client)
+    assert len(seen) == 1
+
+
+def test_gives_up_after_max_retries() -> None:
+    seen: list[dict] = []
+    client = EvalClient(
+        "http://eval.test", transport=_endpoint([503] * 9, seen), backoff_s=0.0, max_retries=2
+    )
+    with pytest.raises(EvalRequestError, match="answered 503"):
+        _ask(client)
+    assert len(seen) == 3
+
+
+def test_cache_serves_repeats_and_keys_on_the_request(tmp_path: Path) -> None:
+    seen: list[dict] = []
+    cache = ResponseCache(tmp_path)
+    transport = _endpoint([], seen)
+    _ask(EvalClient("http://eval.test", transport=transport, cache=cache))
+    again = EvalClient("http://eval.test", transport=transport, cache=cache)
+    assert _ask(again).top_logprobs == {"B": -0.1, "A": -2.5}
+    assert (again.stats.requests, again.stats.cache_hits) == (0, 1)
+    _ask(EvalClient("http://eval.test", transport=transport, cache=cache), content="另一个问题")
+    assert len(seen) == 2 and len(cache) == 2
+    cache.close()
+
+
+def test_normalise_endpoint() -> None:
+    assert normalise_endpoint("http://h:8001/v1/") == "http://h:8001"
+    assert normalise_endpoint("http://h:8000") == "http://h:8000"
+    with pytest.raises(ValueError, match="concurrency"):
+        EvalClient("http://h", concurrency=0)
+
+
+def test_prompt_beyond_the_context_scores_as_no_answer_and_is_cached(tmp_path: Path) -> None:
+    seen: list[dict] = []
+    too_long = "This model's maximum context length is 2048 tokens. However, you requested 2115"
+    transport = _endpoint([400], seen, message=too_long)
+    cache = ResponseCache(tmp_path)
+    reply = _ask(EvalClient("http://eval.test", transport=transport, cache=cache))
+    assert reply.text == "" and reply.error is not None and "2048 tokens" in reply.error
+    again = EvalClient("http://eval.test", transport=transport, cache=cache)
+    assert _ask(again) == reply
+    assert len(seen) == 1 and again.stats.requests == 0
+    cache.close()
