@@ -154,6 +154,7 @@ def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
         "MEDGO_GATEWAY_PORT": str(port),
         "MEDGO_GATEWAY_INFERENCE_URL": vllm_url,
         "MEDGO_GATEWAY_MODEL_ADAPTER": adapter,
+        "MEDGO_GATEWAY_PASSTHROUGH_PARAMS": '["ignore_eos"]',  # fixed-length answers
         "MEDGO_GATEWAY_FEEDBACK_URL": f"http://127.0.0.1:{_free_port()}",  # down: spool
         "MEDGO_GATEWAY_API_KEYS_FILE": str(keys),
         "MEDGO_GATEWAY_SPOOL_PATH": str(work / f"{name}-spool.sqlite3"),

@@ -18,6 +18,11 @@ CHAT = "/v1/chat/completions"
 ADAPTER = "medgo-tiny-sft"
 
 
+# Long answers on demand: vLLM's ignore_eos, let through the gateway's parameter
+# allowlist as an operator would for a load test.
+LONG = ["ignore_eos"]
+
+
 def _chat(content: str = "头痛发热三天，应该做哪些检查？", **extra) -> dict:
     return {"model": "medgo", "messages": [{"role": "user", "content": content}], **extra}
 
@@ -42,7 +47,7 @@ def _vllm_counts(vllm_url: str, http: httpx.Client | None = None) -> tuple[float
 
 @pytest.fixture
 def gateway(make_settings, serve, vllm_server):
-    with serve(make_settings(inference_url=vllm_server)) as url:
+    with serve(make_settings(inference_url=vllm_server, passthrough_params=LONG)) as url:
         yield url
 
 
@@ -119,7 +124,9 @@ def test_token_quota(make_settings, serve, vllm_server, keys):
 
 
 def test_upstream_timeout_is_504(make_settings, serve, vllm_server, keys):
-    settings = make_settings(inference_url=vllm_server, upstream_timeout_s=0.05)
+    settings = make_settings(
+        inference_url=vllm_server, upstream_timeout_s=0.05, passthrough_params=LONG
+    )
     with serve(settings) as url:
         body = _chat(max_tokens=1000, ignore_eos=True)
         r = httpx.post(url + CHAT, json=body, headers=keys.auth("api_client"), timeout=60)
@@ -133,7 +140,9 @@ def test_upstream_timeout_is_504(make_settings, serve, vllm_server, keys):
 
 
 def test_overload_answers_503_with_retry_after(make_settings, serve, vllm_server, keys):
-    settings = make_settings(inference_url=vllm_server, max_in_flight=1, max_queue=0)
+    settings = make_settings(
+        inference_url=vllm_server, max_in_flight=1, max_queue=0, passthrough_params=LONG
+    )
     with serve(settings) as url, httpx.Client(timeout=120) as client:
         body = _chat(max_tokens=1000, ignore_eos=True, stream=True)
         with client.stream("POST", url + CHAT, json=body, headers=keys.auth("ops")) as held:

@@ -37,6 +37,7 @@ def test_signer_rejects_forged_tampered_and_expired_tokens():
         f"ms-u_ffffffffffffffff.{expiry}.{signature}",  # someone else's id
         SessionSigner(b"other", ttl_s=60).issue(key_id, now=1000).token,  # other secret
         "ms-garbage",
+        f"ms-{key_id}.{expiry}.{signature[:-1]}é",  # non-ASCII: 401, never a 500
     ):
         with pytest.raises(SessionError) as bad:
             signer.verify(forged, now=1001)
@@ -116,3 +117,19 @@ def test_page_is_served_without_a_key_with_a_strict_csp(make_settings, serve):
         assert httpx.get(url + "/ui/nope.js", timeout=TIMEOUT_S).status_code == 404
         # The page is public; the API behind it is not.
         assert httpx.get(url + "/v1/feedback/reasons", timeout=TIMEOUT_S).status_code == 401
+
+
+def test_every_ui_route_carries_the_csp_and_a_non_ascii_token_is_401(make_settings, serve):
+    """Issue 18: `/ui/index.html` served the page without the CSP; a non-ASCII session
+    token raised inside hmac (500)."""
+    with serve(make_settings()) as url:
+        for path in ("/", "/ui/index.html", "/ui/app.js", "/ui/app.css"):
+            headers = httpx.get(url + path, timeout=TIMEOUT_S).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert headers["x-content-type-options"] == "nosniff", path
+        r = httpx.get(
+            url + "/v1/feedback/reasons",
+            headers={"Authorization": "Bearer ms-u_0.1.\u00e9".encode("latin-1")},
+            timeout=TIMEOUT_S,
+        )
+        assert r.status_code == 401 and r.json()["error"]["type"]

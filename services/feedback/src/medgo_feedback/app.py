@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import error_response, install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.phi.guarded import awarm_up
 from medgo_common.service_auth import require_service_caller
 from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
@@ -34,6 +35,7 @@ def create_app(settings: FeedbackSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await awarm_up()  # the PHI check's name model, before the first request needs it
         yield
         engine.dispose()
 

@@ -4,7 +4,9 @@ The gateway redacts before it sends; if a record still holds something the share
 redactor recognises, the sender has a bug, and storing the record would put clear PHI
 into training data. So it is refused (422) and named by field path only — the
 offending text is never echoed back or logged. If the redactor itself fails, the
-check fails closed: the request is refused (503) and nothing is stored.
+check fails closed: the request is refused (503) and nothing is stored. The check runs
+in the redactor's worker pool under its deadline (`medgo_common.phi.guarded`), so
+a text that takes too long is refused the same way rather than holding a worker.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from medgo_common.errors import MedgoError
-from medgo_common.phi import RedactionError, contains_phi
+from medgo_common.phi import RedactionError
+from medgo_common.phi.guarded import contains_phi_within
 from medgo_common.schemas.feedback import InteractionRecord, RatingIn
 
 
@@ -30,7 +33,7 @@ def _rating_texts(rating: RatingIn) -> Iterator[tuple[str, str]]:
 def _refuse_phi(texts: Iterator[tuple[str, str]]) -> None:
     try:
         for field, text in texts:
-            if text and contains_phi(text):
+            if text and contains_phi_within(text):
                 raise MedgoError(
                     422,
                     f"{field} still contains protected health information; redact it "

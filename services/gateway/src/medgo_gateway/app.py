@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.phi.guarded import awarm_up
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
@@ -74,6 +75,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
+        await awarm_up()  # the redactor's name model, before the first request needs it
         edge = ExitStack()
         if settings.metrics_port is not None:
             edge.enter_context(metrics_server(settings.host, settings.metrics_port,
@@ -114,7 +116,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 quotas=quotas,
                 admission=admission,
                 safety=SafetyPolicy(),
-                deid=Deidentifier(metrics),
+                deid=Deidentifier(metrics, timeout=settings.redaction_timeout_s),
                 upstream=upstream,
                 recorder=recorder,
             )

@@ -69,7 +69,7 @@ class ChatHandler:
         settings = s.settings
         check_chat_request(
             req, max_messages=settings.max_messages, max_chars=settings.max_chars,
-            max_tokens=settings.max_tokens,
+            max_tokens=settings.max_tokens, passthrough=frozenset(settings.passthrough_params),
         )
         if req.model != SERVED_MODEL_NAME:
             raise MedgoError(
@@ -99,7 +99,7 @@ class ChatHandler:
 
         messages = req.messages
         if settings.redact_prompts:
-            messages = self._deidentify_or_refuse(messages)
+            messages = await self._deidentify_or_refuse(messages)
         target = await s.upstream.target(conversation_key(caller, req, conversation))
         payload = self._payload(req, target, messages)
         interaction_id = uuid.uuid4()
@@ -140,9 +140,9 @@ class ChatHandler:
 
         return StreamResult(emit(), {}, nothing)
 
-    def _deidentify_or_refuse(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+    async def _deidentify_or_refuse(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         try:
-            return self.state.deid.messages(messages)
+            return await self.state.deid.amessages(messages)
         except DeidentificationFailedError:
             raise MedgoError(
                 503, "the prompt could not be de-identified; it was not sent",

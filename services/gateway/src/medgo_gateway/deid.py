@@ -4,11 +4,16 @@ Only the role and the (redacted) text of each message are kept: extra fields a c
 may send (names, tool-call arguments) are free text we do not inspect, so they are
 dropped rather than risk storing PHI. If the redactor fails, `DeidentificationFailed`
 is raised and the caller must not store or forward the clear text.
+
+Redaction runs in the shared worker pool (`medgo_common.phi.guarded`) under a deadline
+(`MEDGO_GATEWAY_REDACTION_TIMEOUT_S`): async handlers await it, so a long text never
+holds the event loop, and a redaction past its deadline fails closed like any other.
 """
 
 from __future__ import annotations
 
-from medgo_common.phi import RedactionError, redact
+from medgo_common.phi import Redacted, RedactionError
+from medgo_common.phi.guarded import aredact, redact_within
 from medgo_common.schemas.openai import ChatMessage
 
 from medgo_gateway.metrics import GatewayMetrics
@@ -19,26 +24,42 @@ class DeidentificationFailedError(Exception):
 
 
 class Deidentifier:
-    def __init__(self, metrics: GatewayMetrics) -> None:
+    def __init__(self, metrics: GatewayMetrics, *, timeout: float) -> None:
         self.metrics = metrics
+        self.timeout = timeout
+
+    def _counted(self, result: Redacted) -> str:
+        for phi_type, count in result.counts.items():
+            if count:
+                self.metrics.redactions.labels(type=phi_type.value).inc(count)
+        return result.text
+
+    def _failed(self) -> DeidentificationFailedError:
+        self.metrics.redaction_failures.inc()
+        return DeidentificationFailedError()
 
     def text(self, value: str) -> str:
+        """Redacted `value`, for worker threads (the recorder's writer)."""
         if not value:
             return value
         try:
-            result = redact(value)
-        except RedactionError as exc:
-            self.metrics.redaction_failures.inc()
-            raise DeidentificationFailedError from exc
-        for phi_type, count in result.counts.items():
-            if count:
-                label = str(getattr(phi_type, "value", phi_type))
-                self.metrics.redactions.labels(type=label).inc(count)
-        return result.text
+            return self._counted(redact_within(value, self.timeout))
+        except RedactionError:
+            raise self._failed() from None
 
-    def message(self, message: ChatMessage) -> ChatMessage:
-        """Role and redacted text only (content parts keep their non-text parts out)."""
-        return ChatMessage(role=message.role, content=self.text(message.text()))
+    async def atext(self, value: str) -> str:
+        """Redacted `value`, for async handlers: awaited, off the event loop."""
+        if not value:
+            return value
+        try:
+            return self._counted(await aredact(value, self.timeout))
+        except RedactionError:
+            raise self._failed() from None
 
     def messages(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        return [self.message(m) for m in messages]
+        """Role and redacted text only (content parts keep their non-text parts out)."""
+        return [ChatMessage(role=m.role, content=self.text(m.text())) for m in messages]
+
+    async def amessages(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """`messages` for async handlers."""
+        return [ChatMessage(role=m.role, content=await self.atext(m.text())) for m in messages]

@@ -161,6 +161,12 @@ class GatewaySettings(ServerSettings):
         512, ge=1, description="max_tokens sent upstream when the client gives none"
     )
 
+    passthrough_params: list[str] = Field(
+        default_factory=list,
+        description="vLLM request extras let through to the model (e.g. ignore_eos for a "
+        "load benchmark); every other parameter outside the supported set gets 400",
+    )
+
     # -- edge (docs/operations.md, "TLS at the edge")
     tls_certfile: Path | None = Field(
         None,
@@ -182,6 +188,10 @@ class GatewaySettings(ServerSettings):
     # -- privacy
     redact_prompts: bool = Field(
         False, description="also redact PHI from prompts before they reach the model"
+    )
+    redaction_timeout_s: float = Field(
+        2.0, gt=0, le=30,
+        description="longest wait for the redactor (queue included); past it, fail closed",
     )
 
     @field_validator("inference_url", "canary_url", "feedback_url")

@@ -40,10 +40,15 @@ _YU_TIME = re.compile(r"于[\d今昨明本前同去上]")
 _MASK_CHARS = frozenset("某X×*＊x")
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+_HAN_RUN_RE = re.compile(r"[\u4e00-\u9fff]{1,5}")
+# Pinyin after a name label: "Zhang Wei", "ZHANG Wei", "Ouyang Nana".
+_PINYIN_RE = re.compile(r"[A-Z][A-Za-z]{0,9}(?: [A-Z][A-Za-z]{0,9}){1,2}(?![A-Za-z])")
 _SEP = r"[:：，,\s]?"
 
 # Labels: what follows is a name, whatever its surname (a rare one still counts).
-_LABEL_RE = re.compile(r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s*[:：]\s*")
+_LABEL_RE = re.compile(
+    r"(?:姓名|联系人|签名|签字|监护人|委托人|代理人|收件人|申请人)\s{0,3}[:：]\s{0,3}"
+)
 # Cue words after which a name may follow (患者张三, 家属李四, 12床王五, 其女儿赵六),
 # but so may ordinary text (患者高热, 医生应该, 妈妈和宝宝).
 _CUE_RE = re.compile(
@@ -62,8 +67,11 @@ _TITLE_LEFT_OK = frozenset("科室组部")
 # A clause-initial name followed by demographics or a record field: "张三，男，45岁",
 # "李四（女，32岁）", "王五，60岁，男", "方洋，男，", "贾蕾　门诊号 ...", "夏浩，12床".
 _CLAUSE_NAME_FOLLOWERS_RE = re.compile(
-    r"\s*[，,（(]?\s*(?:[男女](?:\s*[，,、)）]|\s*\d{1,3}\s*岁)|\d{1,3}\s*岁\s*[，,、]?\s*[男女]"
-    r"|(?:门诊号|住院号|病历号|病案号|床号|身份证|\+?\d{1,3}号?床))"
+    r"\s{0,3}[，,（(]?\s{0,3}(?:[男女](?:\s{0,3}[，,、)）]|\s{0,3}\d{1,3}\s{0,3}岁)"
+    r"|\d{1,3}\s{0,3}岁\s{0,3}[，,、]?\s{0,3}[男女]"
+    r"|(?:门诊号|住院号|病历号|病案号|床号|身份证|证件号|\+?\d{1,3}号?床)"
+    r"|(?:性别|年龄|出生日期|出生年月|民族|职业|婚姻|籍贯|联系电话|电话|手机|现住址|住址|地址)"
+    r"\s{0,3}[:：])"
 )
 
 
@@ -126,7 +134,17 @@ def _name_after_cue(text: str, pos: int, *, cued: bool) -> Span | None:
 
 
 def _labelled_name(text: str, pos: int) -> Span | None:
-    """After 姓名： any 2-4 Han characters are the name, surname list or not."""
+    """After 姓名： the name: 2-4 Han characters (surname list or not) or pinyin.
+
+    A run of 2-4 Han characters ending at a non-Han character is taken whole (邓可勇：
+    可 would end a name in prose, not after a label); a longer run falls back to the
+    given-name rules.
+    """
+    if pinyin := _PINYIN_RE.match(text, pos):
+        return Span(PhiType.NAME, pos, pinyin.end())
+    run = _HAN_RUN_RE.match(text, pos)
+    if run and 2 <= len(run.group()) <= 4:
+        return Span(PhiType.NAME, pos, run.end())
     end = pos + len(_surname_at(text, pos) or text[pos : pos + 1])
     end = _given_end(text, end, limit=4 - (end - pos))
     if end - pos < 2 or not _HAN.match(text[pos]):

@@ -6,6 +6,8 @@ and stays readable after redaction. Precision comes from context rather than fro
 bare digit shapes: record numbers need their label, landlines need an area code or a
 phone label, ID numbers need a valid checksum (see `idcard`), birth dates need a
 birth cue. Digits use `\\d`, which also matches full-width digits (１３８…).
+Whitespace between a label and its value is bounded (`\\s{0,3}`, never `\\s*`): two
+unbounded runs in a row made a long run of spaces cost cubic time.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ _LANDLINE_RE = re.compile(
 )
 # A bare 7-8 digit local number counts only right after a phone label.
 _LABELLED_LOCAL_RE = re.compile(
-    r"(?:电话|座机|手机|联系方式|联系电话|Tel|TEL|tel)(?:号码?)?(?:为|是)?\s*[:：]?\s*"
+    r"(?:电话|座机|手机|联系方式|联系电话|Tel|TEL|tel)(?:号码?)?(?:为|是)?\s{0,3}[:：]?\s{0,3}"
     r"(\d{7,8})" + _NO_NUM_AFTER
 )
 
@@ -101,24 +103,25 @@ _RECORD_LABELS = {
     "就诊卡号": PhiType.OUTPATIENT,
 }
 _RECORD_RE = re.compile(
-    "(" + "|".join(_RECORD_LABELS) + r")(?:码)?(?:为|是)?\s*[:：#]?\s*"
+    "(" + "|".join(_RECORD_LABELS) + r")(?:码)?(?:为|是)?\s{0,3}[:：#]?\s{0,3}"
     r"([A-Za-z]{0,4}-?\d[\dA-Za-z-]{2,19})(?![\dA-Za-z])"
 )
 
 # "12床", "3号床", "+12床" (extra bed), or the label form "床号：12".
 _BED_RE = re.compile(r"(?<![\d.])(\+?\d{1,3}(?:号)?床)(?!位|单|旁|边|头|尾|上(?!官)|下)")
-_BED_LABEL_RE = re.compile(r"床号\s*[:：]?\s*(\+?\d{1,3})(?!\d)")
+_BED_LABEL_RE = re.compile(r"床号\s{0,3}[:：]?\s{0,3}(\+?\d{1,3})(?!\d)")
 
 _DATE = (
-    r"(?:\d{4}\s*年\s*\d{1,2}\s*月(?:\s*\d{1,2}\s*[日号])?"
+    r"(?:\d{4}\s{0,3}年\s{0,3}\d{1,2}\s{0,3}月(?:\s{0,3}\d{1,2}\s{0,3}[日号])?"
     r"|\d{4}[-/.]\d{1,2}[-/.]\d{1,2}"
     r"|[〇零一二三四五六七八九]{4}年[一二三四五六七八九十]{1,2}月(?:[一二三四五六七八九十]{1,3}[日号])?)"
 )
 _BIRTH_RE = re.compile(
-    r"(?:出生日期|出生年月日?|生日|出生于|生于|DOB|出生)\s*(?:为|是)?\s*[:：]?\s*(" + _DATE + ")"
+    r"(?:出生日期|出生年月日?|生日|出生于|生于|DOB|出生)\s{0,3}(?:为|是)?\s{0,3}[:：]?\s{0,3}"
+    "(" + _DATE + ")"
 )
 # "1980年5月3日出生" / "1980-05-03生": the cue after the date.
-_BIRTH_AFTER_RE = re.compile("(" + _DATE + r")\s*(?:出生|生人|生(?=[，,。；;、）)\s]|$))")
+_BIRTH_AFTER_RE = re.compile("(" + _DATE + r")\s{0,3}(?:出生|生人|生(?=[，,。；;、）)\s]|$))")
 
 
 def find_id_cards(text: str) -> Iterator[Span]:

@@ -9,11 +9,13 @@ drop or quarantine the record instead of storing clear text.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from medgo_common.phi.addresses import find_addresses
+from medgo_common.phi.labels import find_labelled_values
 from medgo_common.phi.names import find_names
 from medgo_common.phi.patterns import (
     PhiType,
@@ -25,15 +27,19 @@ from medgo_common.phi.patterns import (
     find_phones,
     find_record_numbers,
 )
+from medgo_common.phi.prose_names import find_prose_names
 
 
 class RedactionError(RuntimeError):
     """De-identification failed; the text must not be stored or logged in clear."""
 
 
-# Detectors in priority order: when spans overlap, the earlier detector wins (an ID
-# number beats the phone pattern that matches its tail; an e-mail beats a name).
+# Detectors in priority order: when spans overlap, the earlier detector wins (a
+# labelled value, which covers every group of "ZY 2023 0045", beats the record pattern
+# that sees its first group; an ID number beats the phone pattern that matches its
+# tail; an e-mail beats a name).
 _DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (
+    find_labelled_values,
     find_id_cards,
     find_emails,
     find_record_numbers,
@@ -42,6 +48,7 @@ _DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (
     find_addresses,
     find_names,
     find_beds,
+    find_prose_names,
 )
 
 
@@ -65,12 +72,23 @@ class Redacted:
 
 
 def _select(spans: Iterable[tuple[int, Span]]) -> list[Span]:
-    """Non-overlapping spans: by detector priority, then longest first."""
+    """Non-overlapping spans: by detector priority, then longest first.
+
+    The kept spans stay sorted by start, so each candidate is checked against its two
+    neighbours only (bisect): O(k log k) for k candidates, not O(k^2), which matters
+    on adversarial text where every few characters are a candidate ("1床1床…").
+    """
+    starts: list[int] = []
     taken: list[Span] = []
     for _, span in sorted(spans, key=lambda ps: (ps[0], ps[1].start - ps[1].end, ps[1].start)):
-        if all(span.end <= t.start or span.start >= t.end for t in taken):
-            taken.append(span)
-    return sorted(taken, key=lambda s: s.start)
+        at = bisect.bisect_left(starts, span.start)
+        if at > 0 and taken[at - 1].end > span.start:
+            continue
+        if at < len(taken) and taken[at].start < span.end:
+            continue
+        starts.insert(at, span.start)
+        taken.insert(at, span)
+    return taken
 
 
 def find_spans(text: str) -> list[Span]:

@@ -116,11 +116,35 @@ class SafetyPolicy:
         return [c.id for c in self._categories]
 
     def check(self, messages: Sequence[ChatMessage]) -> SafetyDecision | None:
-        """The first category the latest user turns fall into, or None if allowed."""
+        """The first category the request falls into, or None if allowed.
+
+        The latest user turns are read together; every other client-supplied turn
+        (system, developer, assistant, tool) is read on its own, since a client writes
+        those too and a harmful request moved there reaches the model just the same.
+        An assistant turn that is this policy's own refusal is skipped, so a
+        conversation that was refused once can go on.
+        """
         user_turns = [m.text() for m in messages if m.role == "user"]
-        text = normalize("\n".join(user_turns[-self._window :]))
+        texts = ["\n".join(user_turns[-self._window :])]
+        refusals = {c.refusal for c in self._categories}
+        texts += [
+            m.text() for m in messages
+            if m.role != "user" and not (m.role == "assistant" and m.text() in refusals)
+        ]
+        for raw in texts:
+            if decision := self._decide(normalize(raw)):
+                return decision
+        return None
+
+    def _decide(self, text: str) -> SafetyDecision | None:
         if not text or any(p.search(text) for p in self._unless):
             return None
+        for category in self._categories:
+            if any(p.search(text) for p in category.unless):
+                continue
+            if any(rule.matches(text) for rule in category.rules):
+                return SafetyDecision(category.id, category.refusal)
+        return None
         for category in self._categories:
             if any(p.search(text) for p in category.unless):
                 continue

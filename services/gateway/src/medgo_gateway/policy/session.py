@@ -55,6 +55,8 @@ class SessionSigner:
 
     def verify(self, token: str, now: float | None = None) -> Session:
         """The session a token stands for; raises `SessionError` if forged or expired."""
+        if not token.isascii():  # headers arrive latin-1 decoded; hmac/ascii would raise
+            raise SessionError("malformed session token")
         try:
             key_id, expiry, signature = token.removeprefix(SESSION_PREFIX).split(".")
             expires_at = int(expiry)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from medgo_gateway.deid import DeidentificationFailedError
 from medgo_gateway.deps import CallerDep, StateDep, require_role
 from medgo_gateway.policy.auth import ApiKey, Role
+from medgo_gateway.state import GatewayState
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -43,7 +44,7 @@ class FeedbackIn(BaseModel):
     status_code=201,
     responses={
         202: {"description": "feedback service unavailable: rating stored, delivered later"},
-        **{s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 503)},
+        **{s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 409, 413, 429, 503)},
     },
 )
 async def rate_answer(
@@ -55,10 +56,22 @@ async def rate_answer(
     ] = None,
 ) -> JSONResponse:
     """Rate one answer acceptable / unacceptable, with optional reasons and correction."""
+    # Ratings share the key's request quota and in-flight cap: each one costs a
+    # redaction and a write (429 past either).
+    lease = await state.quotas.admit(caller)
     try:
-        comment = state.deid.text(body.comment) if body.comment else body.comment
+        return await _rate(body, caller, state, idempotency_key)
+    finally:
+        await lease.release()
+
+
+async def _rate(body: FeedbackIn, caller: ApiKey, state: GatewayState,
+                idempotency_key: str | None) -> JSONResponse:
+    """De-identify the free text (fails closed), then record the rating."""
+    try:
+        comment = await state.deid.atext(body.comment) if body.comment else body.comment
         corrected = (
-            state.deid.text(body.corrected_answer)
+            await state.deid.atext(body.corrected_answer)
             if body.corrected_answer
             else body.corrected_answer
         )

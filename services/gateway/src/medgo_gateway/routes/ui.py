@@ -15,6 +15,8 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.types import Scope
 
 UI_DIR = Path(str(files("medgo_gateway") / "ui"))
 PAGE_HEADERS = {
@@ -35,7 +37,17 @@ async def chat_page() -> FileResponse:
     return FileResponse(UI_DIR / "index.html", headers=PAGE_HEADERS)
 
 
+class _HeaderedStaticFiles(StaticFiles):
+    """Static files with the page's security headers on every response, so
+    `/ui/index.html` (or any file under `/ui/`) is as locked down as `/`."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
 def mount_ui(app: FastAPI) -> None:
     """The page at `/`, its scripts and styles under `/ui/`."""
     app.include_router(router)
-    app.mount("/ui", StaticFiles(directory=UI_DIR), name="ui")
+    app.mount("/ui", _HeaderedStaticFiles(directory=UI_DIR), name="ui")
