@@ -140,7 +140,6 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
     from trl import SFTTrainer
 
     args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
-    data_hash = record_data_hash(recipe)
     tokenizer = load_tokenizer(recipe)
     train, held_out = load_splits(recipe)
     with training_template(tokenizer, enabled=getattr(args, "assistant_only_loss", False)):
@@ -152,7 +151,7 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
             processing_class=tokenizer,
             peft_config=build_lora_config(recipe),
         )
-    return finish(trainer, recipe, out_dir, data_hash=data_hash)
+    return finish(trainer, recipe, out_dir)
 
 
 def finish(
@@ -160,7 +159,6 @@ def finish(
     recipe: Recipe,
     out_dir: Path,
     *,
-    data_hash: str,
     after_save: Callable[[], dict[str, float]] | None = None,
 ) -> RunResult:
     """
@@ -174,6 +172,7 @@ def finish(
     its presence is what tells the job API and the loop that the run is complete.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    data_hash = record_data_hash(recipe)  # before training, once
     metrics: dict[str, float] = {}
     # The starting point, so the gain is visible; not under DeepSpeed, where an evaluation
     # before training builds an inference engine and the Trainer then has no training

@@ -168,14 +168,10 @@ SERVING_ADAPTER = "serving"
 
 def run(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> RunResult:
     """Align `recipe.base` + SFT `recipe.adapter` on preference pairs or verdicts."""
-    from medgo_trainer.training.stages.base import record_data_hash
-
-    trainer = build_trainer(recipe, out_dir, progress=progress)
-    return finish_preference(trainer, recipe, out_dir, record_data_hash(recipe))
+    return finish_preference(build_trainer(recipe, out_dir, progress=progress), recipe, out_dir)
 
 
-def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path, data_hash: str
-                      ) -> RunResult:
+def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path) -> RunResult:
     """
     Train and save (`stages.finish`), composing `<out>/serving/` before the run is
     recorded complete; its rank and compression error go into `metrics.json`.
@@ -195,7 +191,7 @@ def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path, data_hash: st
         return call(recipe.base, str(recipe.adapter), out_dir, out_dir / SERVING_ADAPTER,
                     max_rank=recipe.max_serving_rank)
 
-    return finish(trainer, recipe, out_dir, data_hash=data_hash, after_save=compose)
+    return finish(trainer, recipe, out_dir, after_save=compose)
 
 
 #: torchrun's and Accelerate's variables, kept from the composing process.

@@ -54,7 +54,8 @@ def resolve_resume(resume: str | None, out_dir: Path, recipe: Recipe | None = No
 def check_same_recipe(out_dir: Path, recipe: Recipe) -> None:
     """
     A restart must continue the run its directory holds: the recipe saved there at the
-    start (`recipe.resolved.yaml`) must equal this one, except how to resume.
+    start (`recipe.resolved.yaml`) must equal this one, except for bookkeeping — how to
+    resume, how often to save, log and evaluate — which may change between attempts.
     """
     import yaml
 
@@ -64,12 +65,18 @@ def check_same_recipe(out_dir: Path, recipe: Recipe) -> None:
     before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
     now = yaml.safe_load(yaml.safe_dump(recipe.to_dict(), allow_unicode=True))
     for side in (before, now):
-        (side.get("trl") or {}).pop("resume_from_checkpoint", None)
+        trl = side.get("trl") or {}
+        for key in [k for k in trl if k.startswith(_BOOKKEEPING)]:
+            del trl[key]
     changed = sorted(_diff(before, now))
     if changed:
         raise RecipeError(f"resume: {out_dir} holds a run of another recipe (differs in "
                           f"{', '.join(changed[:5])}); resume with the same recipe or start a "
                           f"new --out")
+
+
+_BOOKKEEPING = ("resume_from_checkpoint", "save_", "logging_", "eval_", "report_to",
+                "disable_tqdm", "dataloader_")
 
 
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
