@@ -130,10 +130,12 @@ def require_stage(recipe: Recipe, stage: str) -> None:
         raise RecipeError(f"stage: this is the {stage} stage, the recipe is for {recipe.stage}")
 
 
-def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:
+def build_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> Any:
     """
-    Train with TRL's `SFTTrainer`, which serves both pretrain (`text` rows, packed) and
-    sft (`messages` rows rendered by the tokenizer's chat template).
+    TRL's `SFTTrainer` for the recipe, which serves both pretrain (`text` rows, packed)
+    and sft (`messages` rows rendered by the tokenizer's chat template; with
+    `assistant_only_loss`, through `chat.training_template`, so only the answers carry
+    loss). Tests use it to inspect the collated batches.
     """
     from medgo_trainer.training.recipe import build_lora_config
     from medgo_trainer.training.stages.chat import training_template
@@ -143,7 +145,7 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
     tokenizer = load_tokenizer(recipe)
     train, held_out = load_splits(recipe)
     with training_template(tokenizer, enabled=getattr(args, "assistant_only_loss", False)):
-        trainer = SFTTrainer(
+        return SFTTrainer(
             model=load_model(recipe, tokenizer, init_kwargs),
             args=args,
             train_dataset=train,
@@ -151,7 +153,11 @@ def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResu
             processing_class=tokenizer,
             peft_config=build_lora_config(recipe),
         )
-    return finish(trainer, recipe, out_dir)
+
+
+def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:
+    """Build the `SFTTrainer` (`build_sft_trainer`), train, save and record."""
+    return finish(build_sft_trainer(recipe, out_dir, progress=progress), recipe, out_dir)
 
 
 def finish(
