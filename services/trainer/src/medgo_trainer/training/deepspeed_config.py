@@ -20,7 +20,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medgo_trainer.training.recipe import RecipeError
+from medgo_trainer.configfile import ConfigError
+
+
+class DeepSpeedConfigError(ConfigError):
+    """The DeepSpeed config cannot be read or contradicts the training arguments."""
 
 #: DeepSpeed config key → the training argument(s) it must agree with (HF's own pairs).
 _PAIRS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -43,9 +47,10 @@ def load_deepspeed(value: str | dict[str, Any]) -> dict[str, Any]:
     try:
         config = json.loads(Path(value).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RecipeError(f"trl.deepspeed: cannot load DeepSpeed config {value}: {exc}") from exc
+        raise DeepSpeedConfigError(
+            f"trl.deepspeed: cannot load DeepSpeed config {value}: {exc}") from exc
     if not isinstance(config, dict):
-        raise RecipeError(f"trl.deepspeed: {value} must hold a JSON object")
+        raise DeepSpeedConfigError(f"trl.deepspeed: {value} must hold a JSON object")
     return config
 
 
@@ -70,7 +75,7 @@ def _enabled(config: dict[str, Any], key: str) -> Any:
 def check_deepspeed(config: dict[str, Any], args: Any, declared: dict[str, Any],
                     source: str) -> None:
     """
-    Raise `RecipeError` naming both sides of the first disagreement between the DeepSpeed
+    Raise `DeepSpeedConfigError` naming both sides of the first disagreement between the DeepSpeed
     `config` and the training `args`. Precision and optimizer come from `declared` (the
     recipe's `trl:` block): a CPU dry run constructs `args` without bf16, and TRL turns
     bf16 on unless fp16 is asked for. `"auto"` values always agree.
@@ -80,9 +85,10 @@ def check_deepspeed(config: dict[str, Any], args: Any, declared: dict[str, Any],
     for key, declared in (("bf16", bf16), ("fp16", fp16)):
         value = _enabled(config, key)
         if value not in (None, "auto") and bool(value) != declared:
-            raise RecipeError(f"trl.deepspeed: {source} sets {key}.enabled={value} but the "
-                              f"training arguments set {key}={declared}; make them agree "
-                              "(or write \"auto\" in the DeepSpeed config)")
+            raise DeepSpeedConfigError(
+                f"trl.deepspeed: {source} sets {key}.enabled={value} but the training "
+                f"arguments set {key}={declared}; make them agree (or write \"auto\" in the "
+                "DeepSpeed config)")
     for key, names in _PAIRS:
         value = _lookup(config, key)
         if value is None or value == "auto":
@@ -92,27 +98,29 @@ def check_deepspeed(config: dict[str, Any], args: Any, declared: dict[str, Any],
         if len(given) != len(wanted) or any(
                 float(g) != float(w) for g, w in zip(given, wanted, strict=True)):
             shown = wanted[0] if len(wanted) == 1 else wanted
-            raise RecipeError(f"trl.deepspeed: {source} sets {key}={value} but the training "
-                              f"arguments give {'/'.join(names)}={shown}; make them agree "
-                              "(or write \"auto\" in the DeepSpeed config)")
+            raise DeepSpeedConfigError(
+                f"trl.deepspeed: {source} sets {key}={value} but the training arguments give "
+                f"{'/'.join(names)}={shown}; make them agree (or write \"auto\" in the "
+                "DeepSpeed config)")
     total = config.get("train_batch_size")
     per_rank = args.per_device_train_batch_size * args.gradient_accumulation_steps
     if total not in (None, "auto") and int(total) % per_rank:
-        raise RecipeError(f"trl.deepspeed: {source} sets train_batch_size={total}, not a "
-                          f"multiple of per_device_train_batch_size x gradient_accumulation_"
-                          f"steps = {per_rank}")
+        raise DeepSpeedConfigError(
+            f"trl.deepspeed: {source} sets train_batch_size={total}, not a multiple of "
+            f"per_device_train_batch_size x gradient_accumulation_steps = {per_rank}")
     zero = config.get("zero_optimization") or {}
     hpz = zero.get(HPZ)
     if hpz not in (None, "auto") and (isinstance(hpz, bool) or not isinstance(hpz, int)
                                       or hpz < 1):
-        raise RecipeError(f"trl.deepspeed: {source} {HPZ} must be \"auto\" (ranks per "
-                          f"node) or a positive integer, got {hpz!r}")
+        raise DeepSpeedConfigError(f"trl.deepspeed: {source} {HPZ} must be \"auto\" (ranks per "
+                                   f"node) or a positive integer, got {hpz!r}")
     if hpz not in (None, 1) and zero_stage(config) != 3:
-        raise RecipeError(f"trl.deepspeed: {source} sets {HPZ} (ZeRO++ hierarchical "
-                          f"partitioning), which needs ZeRO stage 3, not {zero_stage(config)}")
+        raise DeepSpeedConfigError(
+            f"trl.deepspeed: {source} sets {HPZ} (ZeRO++ hierarchical partitioning), which "
+            f"needs ZeRO stage 3, not {zero_stage(config)}")
     if "optimizer" in config and "optim" in declared:
-        raise RecipeError(f"trl.deepspeed: {source} defines an optimizer and trl.optim="
-                          f"{declared['optim']} names one too; keep one of them")
+        raise DeepSpeedConfigError(f"trl.deepspeed: {source} defines an optimizer and trl.optim="
+                                   f"{declared['optim']} names one too; keep one of them")
 
 
 def resolve_deepspeed(config: dict[str, Any]) -> dict[str, Any]:

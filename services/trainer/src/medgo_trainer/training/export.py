@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from medgo_trainer.training.recipe import RecipeError
+from medgo_trainer.configfile import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _LORA = (".lora_A.weight", ".lora_B.weight")
 
 
-class ExportError(RecipeError):
+class ExportError(ConfigError):
     """An export that cannot be made; the message names the input and the fix."""
 
 

@@ -262,12 +262,15 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
         raise RecipeError("data.train: at least one training file is required")
     if recipe.data.max_train_samples is not None and recipe.data.max_train_samples < 1:
         raise RecipeError("data.max_train_samples: must be a positive integer")
-    _check_start(recipe)
     args = build_trl_config(recipe, "unused-dry-run", dry_run=True)
-    if trl.get("deepspeed"):
-        from medgo_trainer.training.deepspeed_config import check_deepspeed, load_deepspeed
+    try:
+        _check_start(recipe)
+        if trl.get("deepspeed"):
+            from medgo_trainer.training.deepspeed_config import check_deepspeed, load_deepspeed
 
-        check_deepspeed(load_deepspeed(trl["deepspeed"]), args, trl, str(trl["deepspeed"]))
+            check_deepspeed(load_deepspeed(trl["deepspeed"]), args, trl, str(trl["deepspeed"]))
+    except ConfigError as exc:  # the export's and DeepSpeed checks' own errors
+        raise RecipeError(str(exc)) from exc
     build_lora_config(recipe)
     for data_file in (recipe.data.train + recipe.data.eval) if check_data else ():
         check_data_file(Path(data_file), recipe.stage)
