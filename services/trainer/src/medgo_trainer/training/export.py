@@ -62,8 +62,6 @@ def require_model(path: Path, role: str) -> None:
             f"{role}: {path} is a LoRA adapter (a stage's output), not a model; merge it "
             f"first: medgo-train export --base <its base> --adapter {path} --out <dir>, "
             f"then use <dir> as {role}")
-    if path.exists() and not (path / "config.json").is_file():
-        raise ExportError(f"{role}: {path} holds no config.json; not a model directory")
 
 
 def _weight_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
