@@ -6,6 +6,7 @@ and the per-GPU memory of the 72B recipes.
     .venv/bin/python bench/trainer.py --only memory prepare # no training
     .venv/bin/python bench/trainer.py --only prepare --engines local datatrove --tasks 4
     .venv/bin/python bench/trainer.py --base DIR --adapter DIR --steps 20
+    .venv/bin/python bench/trainer.py --only zero3          # ~15 min on 2 cores
 
 - *train*: SFT (packing off and on) and DPO on medgo-tiny, in the same process
   through this pipeline (`stages.sft.run` / `stages.preference.run`: recipe loading and
@@ -21,6 +22,12 @@ and the per-GPU memory of the 72B recipes.
   `--workers` processes) and `datatrove` (`prepare_corpus_datatrove`, `--tasks` tasks,
   `--workers` at a time, datatrove's LocalPipelineExecutor). MB/s is wall time over
   raw input bytes, start-up of each engine's processes included.
+- *zero3*: the four 72B recipes, shrunk by `training/stages/rehearsal.py` (paths and
+  sizes only), under DeepSpeed ZeRO-3 on two CPU ranks through torchrun, each SIGKILLed
+  after step 3 and resumed with `resume_from_checkpoint: auto`: whether step 3 is
+  repeated with the same loss and learning rate, and the wall time of each launch; then
+  SFT in float32 under ZeRO-3 and under plain DDP (two gloo ranks), tokens/s from the
+  Trainer's `train_tokens_per_second`, so the engine's overhead is known.
 - *memory*: model-state memory per GPU for Qwen2-72B, computed from its config (exact
   parameter count on the meta device) for full fine-tuning and for the recipes' LoRA,
   under ZeRO-2 and ZeRO-3 on 8 and 64 GPUs, next to DeepSpeed's own estimator.
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -265,11 +273,59 @@ def bench_memory() -> list[str]:
     return lines
 
 
+# --- zero3: the 72B recipes on two CPU ranks, killed and resumed ---------------------
+
+def _zero3_data(work: Path) -> dict[str, str]:
+    chats = _sft_rows(16)
+    pairs = _dpo_rows(8)
+    verdicts = [{"prompt": p["prompt"], "completion": p["chosen" if i % 2 else "rejected"],
+                 "label": bool(i % 2)} for i, p in enumerate(pairs)]
+    texts = [{"text": "".join(m["content"] for m in c["messages"])} for c in chats]
+    return {stage: str(_write(work / f"z3-{stage}.jsonl", rows)) for stage, rows in
+            (("pretrain", texts), ("sft", chats), ("dpo", pairs), ("kto", verdicts))}
+
+
+def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
+    from medgo_trainer.training.export import export
+    from medgo_trainer.training.stages.rehearsal import launch, overrides
+
+    data = _zero3_data(work)
+    reference = work / "z3-sft-merged"
+    started = time.perf_counter()
+    export(base, [adapter], reference, progress=False)
+    print(f"export medgo-tiny base + SFT adapter: {time.perf_counter() - started:.1f} s")
+    print("| stage | killed after step | restart repeats step 3 (loss, lr) | first launch s "
+          "| restart s |")
+    print("|---|---|---|---|---|")
+    for stage in ("pretrain", "sft", "dpo", "kto"):
+        paths: dict[str, Any] = {"base": str(base), "data.train": [data[stage]]}
+        if stage in ("dpo", "kto"):
+            paths.update(adapter=str(adapter), reference=str(reference))
+        else:
+            paths["data.eval"] = [data[stage]]
+        out, sets = work / f"z3-{stage}", overrides(paths)
+        killed = launch(stage, f"medgo-72b-{stage}", out, sets, kill_at_step=3)
+        resumed = launch(stage, f"medgo-72b-{stage}", out, sets)
+        same = (resumed.returncode == 0 and len(killed.steps) == 3 and all(
+            abs(resumed.steps[0][k] - killed.steps[2][k]) <= 1e-3 * abs(killed.steps[2][k])
+            for k in ("loss", "learning_rate")))
+        print(f"| {stage} | {len(killed.steps)} | {'yes' if same else 'NO'} | "
+              f"{killed.seconds:.0f} | {resumed.seconds:.0f} |")
+    print("\n| SFT, float32, 2 CPU ranks | tokens/s | wall s |\n|---|---|---|")
+    paths = {"base": str(base), "data.train": [data["sft"]], "data.eval": [data["sft"]]}
+    for name, extra in (("DeepSpeed ZeRO-3", []),
+                        ("plain DDP (gloo)", ["trl.deepspeed=null", "trl.use_cpu=true"])):
+        sets = [*overrides(paths), "trl.bf16=false", "trl.resume_from_checkpoint=null", *extra]
+        run = launch("sft", "medgo-72b-sft", work / f"z3-speed-{len(extra)}", sets)
+        summary = re.findall(r"'train_tokens_per_second': '?([0-9.]+)", run.output)
+        print(f"| {name} | {summary[-1] if summary else '?'} | {run.seconds:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     tiny = default_model_dir() / "medgo-tiny"
-    parser.add_argument("--only", nargs="+", choices=("train", "prepare", "memory"),
+    parser.add_argument("--only", nargs="+", choices=("train", "prepare", "memory", "zero3"),
                         default=["train", "prepare", "memory"])
     parser.add_argument("--base", type=Path, default=tiny / "base")
     parser.add_argument("--adapter", type=Path, default=tiny / "adapters" / "sft")
@@ -288,6 +344,8 @@ def main() -> None:
             bench_memory()
         if "prepare" in args.only:
             bench_prepare(work, args.planted, args.workers, args.engines, args.tasks)
+        if "zero3" in args.only:
+            bench_zero3(args.base.resolve(), args.adapter.resolve(), work)
         if "train" in args.only:
             bench_train(args.base.resolve(), args.adapter.resolve(), args.steps, work,
                         args.repeats)

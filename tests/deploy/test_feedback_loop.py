@@ -106,11 +106,12 @@ def _run_script(feedback_url: str, token: str, tmp_path: Path) -> subprocess.Com
     )
 
 
-def test_a_quiet_week_exports_last_weeks_pairs_and_stops_cleanly(
+def test_a_quiet_window_exports_the_last_four_weeks_pairs_and_stops_cleanly(
     feedback_url: str, tmp_path: Path
 ) -> None:
-    _rate_with_correction(feedback_url, 2, days_ago=10)  # before last week: not exported
-    _rate_with_correction(feedback_url, 3)
+    _rate_with_correction(feedback_url, 2, days_ago=30)  # before the 28-day window
+    _rate_with_correction(feedback_url, 1, days_ago=10)  # an earlier week, replayed
+    _rate_with_correction(feedback_url, 2)
     proc = _run_script(feedback_url, TRAINER_TOKEN, tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

@@ -41,8 +41,8 @@ def test_unknown_top_level_key_is_named_with_the_valid_ones(tmp_path: Path) -> N
     with pytest.raises(RecipeError) as err:
         load_recipe(path)
     assert "unknown key 'learning_rate'" in str(err.value)
-    assert ("valid keys: adapter, base, data, lora, max_serving_rank, model, seed, stage, trl"
-            in str(err.value))
+    assert ("valid keys: adapter, base, data, lora, max_serving_rank, model, reference, seed, "
+            "stage, trl" in str(err.value))
 
 
 def test_unknown_trl_key_fails_at_load_with_a_suggestion(text_file: Path) -> None:

@@ -46,6 +46,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         _add_stage(subparsers, name, summary, module.__doc__ or "", run)
     _add_registry(subparsers)
     _add_submit(subparsers)
+    _add_export(subparsers)
+    _add_compose_serving(subparsers)
 
 
 def _add_build_tiny(subparsers: argparse._SubParsersAction) -> None:
@@ -191,3 +193,49 @@ def _submit(args: argparse.Namespace, settings: TrainerSettings) -> Any:
         return objects
     with k8s.connect() as api:  # in-cluster service account, or ~/.kube/config
         return k8s.submit(objects, api, dry_run=args.dry_run)
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    """`medgo-train export`: adapters merged into their base (training/export.py)."""
+    from medgo_trainer.training import export
+
+    parser = subparsers.add_parser(
+        "export", help="merge LoRA adapters into their base as a plain model directory",
+        description=export.__doc__, formatter_class=_RAW)
+    parser.add_argument("--base", required=True, type=Path, help="model directory")
+    parser.add_argument("--adapter", required=True, type=Path, action="append",
+                        help="PEFT adapter to merge; repeat for adapters trained in sequence")
+    parser.add_argument("--out", required=True, type=Path, help="new model directory")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                        help="weights dtype (default: the base's)")
+    parser.add_argument("--register", metavar="ID", help="record the export in the registry")
+    parser.add_argument("--parent", help="the registered checkpoint of the last adapter")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, Any]:
+    from medgo_trainer.training.export import export
+
+    record = export(args.base, args.adapter, args.out, dtype=args.dtype,
+                    progress=not args.no_progress)
+    if args.register:
+        record["registered"] = register_run(Registry(settings.model_dir), args.register,
+                                            args.out, args.parent).to_dict()
+    return {"out_dir": str(args.out), **record}
+
+
+def _add_compose_serving(subparsers: argparse._SubParsersAction) -> None:
+    """`medgo-train compose-serving`: what a distributed DPO/KTO run calls after training."""
+    from medgo_trainer.training.stages.preference import compose_serving_adapter
+
+    parser = subparsers.add_parser(
+        "compose-serving", help="SFT adapter + preference delta -> one adapter for the raw base",
+        description=compose_serving_adapter.__doc__, formatter_class=_RAW)
+    parser.add_argument("--base", required=True, help="the raw base model")
+    parser.add_argument("--sft-adapter", required=True, help="the SFT (previous) adapter")
+    parser.add_argument("--delta", required=True, type=Path, help="the DPO/KTO adapter")
+    parser.add_argument("--out", required=True, type=Path, help="the serving adapter to write")
+    parser.add_argument("--max-rank", type=int, help="SVD-compress above this rank")
+    parser.set_defaults(handler=lambda args, settings: compose_serving_adapter(
+        args.base, args.sft_adapter, args.delta, args.out, max_rank=args.max_rank))

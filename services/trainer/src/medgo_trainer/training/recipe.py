@@ -86,6 +86,11 @@ class Recipe:
             PEFT adapter merged into `base` before training. DPO and KTO require it: TRL's
             `ref_model=None` means "the initial policy is the reference", so the SFT adapter
             must be part of that initial policy (DPO paper, section 4).
+        reference (`str` or `None`, *optional*, defaults to `None`):
+            `base` + `adapter` already merged by `medgo-train export` (dpo and kto): the
+            model the stage loads as its starting policy and reference. Required under
+            DeepSpeed ZeRO-3, where the loaded weights are partitioned placeholders that
+            PEFT's merge cannot read; its `export.json` must name this `base` and `adapter`.
         model (`dict` or `None`, *optional*, defaults to `None`):
             `transformers.Qwen2Config` keyword arguments for a from-scratch initialisation;
             `pretrain` only. Vocabulary size and special-token ids come from the tokenizer.
@@ -117,6 +122,7 @@ class Recipe:
     base: str
     data: DataSpec = field(default_factory=DataSpec)
     adapter: str | None = None
+    reference: str | None = None
     model: dict[str, Any] | None = None
     lora: dict[str, Any] | None = None
     trl: dict[str, Any] = field(default_factory=dict)
@@ -241,7 +247,8 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
             "(set bf16: false - TRL's default is true - or drop use_cpu on a GPU machine)"
         )
     if trl.get("use_cpu") and trl.get("deepspeed"):
-        raise RecipeError("trl: deepspeed needs GPUs; drop use_cpu or deepspeed")
+        raise RecipeError("trl: use_cpu with deepspeed: drop use_cpu, the stage picks DeepSpeed's "
+                          "CPU accelerator itself on a machine without CUDA")
     if recipe.model is not None and recipe.stage != "pretrain":
         raise RecipeError(f"model: from-scratch initialisation is for stage pretrain, not "
                           f"{recipe.stage}")
@@ -255,16 +262,47 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
         raise RecipeError("data.train: at least one training file is required")
     if recipe.data.max_train_samples is not None and recipe.data.max_train_samples < 1:
         raise RecipeError("data.max_train_samples: must be a positive integer")
-    ds = trl.get("deepspeed")
-    if isinstance(ds, str):
-        try:
-            json.loads(Path(ds).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise RecipeError(f"trl.deepspeed: cannot load DeepSpeed config {ds}: {exc}") from exc
-    build_trl_config(recipe, "unused-dry-run", dry_run=True)
+    args = build_trl_config(recipe, "unused-dry-run", dry_run=True)
+    try:
+        _check_start(recipe)
+        if trl.get("deepspeed"):
+            from medgo_trainer.training.deepspeed_config import check_deepspeed, load_deepspeed
+
+            check_deepspeed(load_deepspeed(trl["deepspeed"]), args, trl, str(trl["deepspeed"]))
+    except ConfigError as exc:  # the export's and DeepSpeed checks' own errors
+        raise RecipeError(str(exc)) from exc
     build_lora_config(recipe)
     for data_file in (recipe.data.train + recipe.data.eval) if check_data else ():
         check_data_file(Path(data_file), recipe.stage)
+
+
+def _check_start(recipe: Recipe) -> None:
+    """
+    What the stage starts from must be loadable where it trains: a model directory (a
+    LoRA stage's output is not one until exported), and under ZeRO-3 an SFT policy merged
+    beforehand, since merging inside the partitioned process fails.
+    """
+    from medgo_trainer.training.export import require_model
+
+    if recipe.model is None:
+        require_model(Path(recipe.base), "base")
+    if recipe.reference is not None:
+        if recipe.stage not in ("dpo", "kto") or not recipe.adapter:
+            raise RecipeError("reference: only dpo and kto start from an exported SFT policy, "
+                              "and then adapter must name the SFT adapter it was merged from")
+        require_model(Path(recipe.reference), "reference")
+    elif recipe.adapter and _zero_stage(recipe) == 3:
+        raise RecipeError(
+            f"reference: under DeepSpeed ZeRO-3 the SFT adapter cannot be merged into the "
+            f"partitioned base; export the merged policy first (medgo-train export --base "
+            f"{recipe.base} --adapter {recipe.adapter} --out <dir>) and set reference: <dir>")
+
+
+def _zero_stage(recipe: Recipe) -> int:
+    from medgo_trainer.training.deepspeed_config import load_deepspeed, zero_stage
+
+    ds = recipe.trl.get("deepspeed")
+    return zero_stage(load_deepspeed(ds)) if ds else 0
 
 
 def _check_serving_rank(recipe: Recipe) -> None:

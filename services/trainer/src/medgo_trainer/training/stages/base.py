@@ -11,6 +11,7 @@ pieces below keep those modules to the part that differs: which trainer, which d
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -58,6 +59,17 @@ def data_snapshot_hash(recipe: Recipe) -> str:
     return digest.hexdigest()
 
 
+def record_data_hash(recipe: Recipe) -> str:
+    """
+    The data snapshot hash, computed once per run before training, on rank 0 only (every
+    rank reads the same files; one digest is the record) — never re-read at the end.
+    Other ranks get "" and record nothing.
+    """
+    from medgo_trainer.training.stages.backend import is_main_process
+
+    return data_snapshot_hash(recipe) if is_main_process() else ""
+
+
 def load_splits(recipe: Recipe) -> tuple[Any, Any | None]:
     """The train and (optional) held-out `datasets.Dataset`s named by the recipe."""
     from datasets import load_dataset
@@ -79,9 +91,11 @@ def load_tokenizer(recipe: Recipe) -> Any:
 
 def load_model(recipe: Recipe, tokenizer: Any, init_kwargs: dict[str, Any] | None) -> Any:
     """
-    The starting policy: a fresh Qwen2 init (`recipe.model`), or `recipe.base` with
-    `recipe.adapter` merged in, so a new LoRA adapter trains on top of the previous stage
-    and TRL's `ref_model=None` reference is that merged policy.
+    The starting policy: a fresh Qwen2 init (`recipe.model`), the exported merged policy
+    (`recipe.reference`, checked to be `base` + `adapter`), or `recipe.base` with
+    `recipe.adapter` merged in here, so a new LoRA adapter trains on top of the previous
+    stage and TRL's `ref_model=None` reference is that merged policy. Under ZeRO-3 the
+    validator has already required `reference`: loading is partitioned there.
     """
     import torch
     from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
@@ -98,6 +112,11 @@ def load_model(recipe: Recipe, tokenizer: Any, init_kwargs: dict[str, Any] | Non
         )
         config._attn_implementation = kwargs.get("attn_implementation", "sdpa")
         return Qwen2ForCausalLM(config).to(_dtype(kwargs.get("dtype", "float32")))
+    if recipe.reference is not None:
+        from medgo_trainer.training.export import check_export
+
+        check_export(Path(recipe.reference), recipe.base, [str(recipe.adapter)])
+        return AutoModelForCausalLM.from_pretrained(recipe.reference, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(recipe.base, **kwargs)
     if recipe.adapter:
         from peft import PeftModel
@@ -111,26 +130,34 @@ def require_stage(recipe: Recipe, stage: str) -> None:
         raise RecipeError(f"stage: this is the {stage} stage, the recipe is for {recipe.stage}")
 
 
-def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:
+def build_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> Any:
     """
-    Train with TRL's `SFTTrainer`, which serves both pretrain (`text` rows, packed) and
-    sft (`messages` rows rendered by the tokenizer's chat template).
+    TRL's `SFTTrainer` for the recipe, which serves both pretrain (`text` rows, packed)
+    and sft (`messages` rows rendered by the tokenizer's chat template; with
+    `assistant_only_loss`, through `chat.training_template`, so only the answers carry
+    loss). Tests use it to inspect the collated batches.
     """
     from medgo_trainer.training.recipe import build_lora_config
+    from medgo_trainer.training.stages.chat import training_template
     from trl import SFTTrainer
 
     args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
     tokenizer = load_tokenizer(recipe)
     train, held_out = load_splits(recipe)
-    trainer = SFTTrainer(
-        model=load_model(recipe, tokenizer, init_kwargs),
-        args=args,
-        train_dataset=train,
-        eval_dataset=held_out,
-        processing_class=tokenizer,
-        peft_config=build_lora_config(recipe),
-    )
-    return finish(trainer, recipe, out_dir)
+    with training_template(tokenizer, enabled=getattr(args, "assistant_only_loss", False)):
+        return SFTTrainer(
+            model=load_model(recipe, tokenizer, init_kwargs),
+            args=args,
+            train_dataset=train,
+            eval_dataset=held_out,
+            processing_class=tokenizer,
+            peft_config=build_lora_config(recipe),
+        )
+
+
+def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:
+    """Build the `SFTTrainer` (`build_sft_trainer`), train, save and record."""
+    return finish(build_sft_trainer(recipe, out_dir, progress=progress), recipe, out_dir)
 
 
 def finish(
@@ -151,8 +178,12 @@ def finish(
     its presence is what tells the job API and the loop that the run is complete.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    data_hash = record_data_hash(recipe)  # before training, once
     metrics: dict[str, float] = {}
-    if trainer.eval_dataset is not None:  # the starting point, so the gain is visible
+    # The starting point, so the gain is visible; not under DeepSpeed, where an evaluation
+    # before training builds an inference engine and the Trainer then has no training
+    # engine to step (transformers 5.19). The logged training losses show the gain there.
+    if trainer.eval_dataset is not None and not trainer.is_deepspeed_enabled:
         metrics.update({f"initial_{k}": v for k, v in held_out_metrics(trainer).items()})
     train_out = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     metrics["train_loss"] = float(train_out.training_loss)
@@ -164,7 +195,7 @@ def finish(
     if trainer.eval_dataset is not None:
         metrics.update(held_out_metrics(trainer))
     trainer.save_model(str(out_dir))
-    result = RunResult(out_dir, metrics, out_dir / RESOLVED_RECIPE, data_snapshot_hash(recipe))
+    result = RunResult(out_dir, metrics, out_dir / RESOLVED_RECIPE, data_hash)
     if not trainer.is_world_process_zero():
         return result
     recipe.save(result.recipe_path)
@@ -194,10 +225,18 @@ def trainer_args(recipe: Recipe, out_dir: Path, *, progress: bool) -> tuple[Any,
     so TRL must not also try to.
     """
     from medgo_trainer.training.recipe import build_trl_config
+    from medgo_trainer.training.stages.backend import for_this_machine, is_main_process
+    from medgo_trainer.training.stages.resume import resolve_resume
 
-    args = build_trl_config(recipe, out_dir)
+    machine = dataclasses.replace(recipe, trl=for_this_machine(recipe.trl))
+    args = build_trl_config(machine, out_dir)
     if not progress:
         args.disable_tqdm = True
     init_kwargs = dict(args.model_init_kwargs or {})
     args.model_init_kwargs = None
+    args.resume_from_checkpoint = resolve_resume(
+        args.resume_from_checkpoint, out_dir, recipe,
+        world_size=args.world_size if args.deepspeed else None)
+    if is_main_process():  # a restart checks its recipe against this one
+        recipe.save(out_dir / RESOLVED_RECIPE)
     return args, init_kwargs

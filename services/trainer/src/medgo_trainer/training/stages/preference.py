@@ -7,12 +7,15 @@ answer to the same prompt. **KTO** (Ethayarajh et al., 2024) learns from unpaire
 only in TRL's trainer class and the row shape, so one implementation serves both,
 parameterised by `TRAINERS`.
 
-The reference policy is the SFT model, not the raw base: `load_model` merges the SFT
-adapter (`recipe.adapter`) into the base weights, a *new* LoRA adapter (`recipe.lora`)
-is trained on top, and TRL's `ref_model=None` then computes reference log-probs with
-that new adapter disabled — i.e. with the merged SFT policy (DPO paper, section 4:
-π_ref = π_SFT). `tests/training/stages/test_dpo.py` checks this against an unmerged
-base + SFT adapter.
+The reference policy is the SFT model, not the raw base: `load_model` loads the SFT
+adapter (`recipe.adapter`) merged into the base weights — by `medgo-train export` before
+training (`recipe.reference`, required under ZeRO-3, where the loaded weights are
+partitioned placeholders PEFT cannot merge), or merged in-process without DeepSpeed. A
+*new* LoRA adapter (`recipe.lora`) is trained on top, and TRL's `ref_model=None` then
+computes reference log-probs with that new adapter disabled — i.e. with the merged SFT
+policy (DPO paper, section 4: π_ref = π_SFT). `tests/training/stages/test_dpo.py` checks
+this against an unmerged base + SFT adapter, `test_zero3.py` under ZeRO-3 against the
+exported merged model.
 
 The feedback service exports JSONL in TRL's field names, where `prompt` is either a
 string or a list of chat messages. Every row is validated *before* a model is loaded, so
@@ -132,9 +135,10 @@ def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> An
     reference (tests use it to inspect the reference before training).
 
     Checks run cheapest first — resume checkpoint, every data row — and
-    only then is the model loaded (`load_model` merges `recipe.adapter`, the SFT
-    adapter, into the base). `ref_model=None` with a new `peft_config` LoRA makes TRL
-    compute reference log-probs with that new adapter disabled: the merged SFT policy.
+    only then is the model loaded (`load_model`: the exported SFT policy
+    `recipe.reference`, or the SFT adapter `recipe.adapter` merged into the base here).
+    `ref_model=None` with a new `peft_config` LoRA makes TRL compute reference log-probs
+    with that new adapter disabled: the merged SFT policy.
     """
     import trl
     from medgo_trainer.training.recipe import build_lora_config
@@ -144,10 +148,7 @@ def build_trainer(recipe: Recipe, out_dir: Path, *, progress: bool = True) -> An
         raise RecipeError(f"stage: the preference stages are {' and '.join(TRAINERS)}, "
                           f"the recipe is for {recipe.stage}")
     trainer_cls = getattr(trl, TRAINERS[recipe.stage])
-    from medgo_trainer.training.stages.resume import resolve_resume
-
     args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
-    args.resume_from_checkpoint = resolve_resume(args.resume_from_checkpoint, out_dir)
     train, held_out = load_preference_splits(recipe)
     tokenizer = load_tokenizer(recipe)
     return trainer_cls(
@@ -177,14 +178,49 @@ def finish_preference(trainer: Any, recipe: Recipe, out_dir: Path) -> RunResult:
 
     `finish` runs the composition on the main process only: it loads the base once
     more, and under torchrun every rank would otherwise hold its own copy of a 72B base.
+    In a distributed run it runs in a separate process (`compose_in_subprocess`): under
+    ZeRO-3, loading a model in this one would be partitioned (`zero.Init`), a
+    collective the other ranks, done with training, never join — a hang.
     """
 
     def compose() -> dict[str, float]:
-        return compose_serving_adapter(recipe.base, str(recipe.adapter), out_dir,
-                                       out_dir / SERVING_ADAPTER,
-                                       max_rank=recipe.max_serving_rank)
+        from medgo_trainer.training.stages.backend import is_partitioned
+
+        call = (compose_in_subprocess if is_partitioned() or trainer.args.world_size > 1
+                else compose_serving_adapter)
+        return call(recipe.base, str(recipe.adapter), out_dir, out_dir / SERVING_ADAPTER,
+                    max_rank=recipe.max_serving_rank)
 
     return finish(trainer, recipe, out_dir, after_save=compose)
+
+
+#: torchrun's and Accelerate's variables, kept from the composing process.
+_JOB_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                  "GROUP_WORLD_SIZE", "ROLE_RANK", "ROLE_NAME", "ROLE_WORLD_SIZE",
+                  "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_", "ACCELERATE_")
+
+
+def compose_in_subprocess(base: str, sft_adapter: str, delta_adapter: Path, out_dir: Path,
+                          *, max_rank: int | None = None) -> dict[str, float]:
+    """
+    `compose_serving_adapter` in a fresh Python process (`medgo-train compose-serving`)
+    without the job's rank variables, so nothing there sees torchrun or DeepSpeed. On a
+    GPU node it runs on the node's CPUs after training (docs/training.md: time at 72B).
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_JOB_VARIABLES)}
+    command = [sys.executable, "-m", "medgo_trainer.cli", "compose-serving", "--base", base,
+               "--sft-adapter", sft_adapter, "--delta", str(delta_adapter),
+               "--out", str(out_dir)]
+    if max_rank is not None:
+        command += ["--max-rank", str(max_rank)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"composing the serving adapter failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout[done.stdout.index("{\n"):])  # after any library chatter
 
 
 def compose_serving_adapter(base: str, sft_adapter: str, delta_adapter: Path, out_dir: Path,

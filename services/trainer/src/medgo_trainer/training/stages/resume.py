@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
-from medgo_trainer.training.recipe import RecipeError
+from medgo_trainer.training.recipe import Recipe, RecipeError
 
 #: `last` picks the newest `checkpoint-*` under the run's output directory (one must
 #: exist); `auto` does the same but starts fresh when there is none — what a restarted
@@ -22,10 +23,18 @@ LAST, AUTO = "last", "auto"
 _WEIGHTS = ("adapter_model.safetensors", "model.safetensors")
 
 
-def resolve_resume(resume: str | None, out_dir: Path) -> str | None:
-    """`None`, `"last"`, `"auto"` or a checkpoint path → a verified checkpoint path or None."""
+def resolve_resume(resume: str | None, out_dir: Path, recipe: Recipe | None = None, *,
+                   world_size: int | None = None) -> str | None:
+    """
+    `None`, `"last"`, `"auto"` or a checkpoint path → a verified checkpoint path or None.
+
+    With `recipe`, the run directory must have been written by the same recipe; with
+    `world_size` (DeepSpeed runs) the checkpoint must hold every rank's ZeRO shards.
+    """
     if resume is None:
         return None
+    if recipe is not None:
+        check_same_recipe(out_dir, recipe)
     if resume in (LAST, AUTO):
         from transformers.trainer_utils import get_last_checkpoint
 
@@ -37,7 +46,69 @@ def resolve_resume(resume: str | None, out_dir: Path) -> str | None:
         resume = found
     path = Path(resume)
     verify_checkpoint(path)
+    if world_size is not None:
+        verify_shards(path, world_size)
     return str(path)
+
+
+def check_same_recipe(out_dir: Path, recipe: Recipe) -> None:
+    """
+    A restart must continue the run its directory holds: the recipe saved there at the
+    start (`recipe.resolved.yaml`) must equal this one, except for bookkeeping — how to
+    resume, how often to save, log and evaluate — which may change between attempts.
+    """
+    import yaml
+
+    saved = out_dir / "recipe.resolved.yaml"
+    if not saved.is_file():
+        return
+    before = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    now = yaml.safe_load(yaml.safe_dump(recipe.to_dict(), allow_unicode=True))
+    for side in (before, now):
+        trl = side.get("trl") or {}
+        for key in [k for k in trl if k.startswith(_BOOKKEEPING)]:
+            del trl[key]
+    changed = sorted(_diff(before, now))
+    if changed:
+        raise RecipeError(f"resume: {out_dir} holds a run of another recipe (differs in "
+                          f"{', '.join(changed[:5])}); resume with the same recipe or start a "
+                          f"new --out")
+
+
+_BOOKKEEPING = ("resume_from_checkpoint", "save_", "logging_", "eval_", "report_to",
+                "disable_tqdm", "dataloader_")
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in set(a) | set(b) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def verify_shards(path: Path, world_size: int) -> None:
+    """
+    A DeepSpeed run resumes from its own per-rank shards (`global_step<N>/`, named by the
+    `latest` file), not from the gathered weights: every rank's model and optimizer
+    shard must be there, for this job's world size (ZeRO cannot re-partition them).
+    """
+    hint = f"delete {path} and resume from the previous checkpoint"
+    try:
+        tag = (path / "latest").read_text(encoding="utf-8").strip()
+    except OSError:
+        raise RecipeError(f"resume: {path} holds no DeepSpeed shards (no 'latest' file) but "
+                          f"the recipe trains with DeepSpeed; it was written by a run "
+                          f"without DeepSpeed — start a new --out") from None
+    shards = path / tag
+    ranks = sorted(shards.glob("*zero_pp_rank_*_mp_rank_00_model_states.pt"))
+    if len(ranks) != world_size:
+        raise RecipeError(f"resume: {shards} holds {len(ranks)} ZeRO model shard(s), this job "
+                          f"runs {world_size} rank(s); ZeRO resumes only at the same world size")
+    for rank in range(world_size):
+        optim = list(shards.glob(f"*zero_pp_rank_{rank}_mp_rank_00_optim_states.pt"))
+        if not optim or not zipfile.is_zipfile(optim[0]):
+            raise RecipeError(f"resume: {shards} lacks rank {rank}'s optimizer shard or it is "
+                              f"corrupt; {hint}")
+
 
 
 def verify_checkpoint(path: Path) -> None:
