@@ -417,8 +417,8 @@ def test_k8s_training_is_a_job_on_the_model_store_waited_for(store, api_client, 
     _Recorder.answers = [(200, _job(kind, ("Running", "", ""))),
                          (200, _job(kind, (done, "JobSucceeded", "")))]
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [
-        f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]"],
-        check_data=False)
+        f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]",
+        f"reference={store.work}/reference"], check_data=False)
     compute = _compute(store, api_client, job_api, overrides=("trl.num_train_epochs=1",))
 
     assert compute.train(recipe, CHECKPOINT, store.run) == {"train_loss": 0.42,
@@ -429,9 +429,10 @@ def test_k8s_training_is_a_job_on_the_model_store_waited_for(store, api_client, 
     assert command[command.index("--recipe") + 1] == "medgo-72b-dpo"
     assert command[command.index("--out") + 1] == f"/ckpt/checkpoints/{CHECKPOINT}/run"
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
-    assert sets[:4] == ["trl.num_train_epochs=1", "base=/ckpt/medgo-72b/base",
+    assert sets[:5] == ["trl.num_train_epochs=1", "base=/ckpt/medgo-72b/base",
                         "adapter=/ckpt/medgo-72b/adapters/sft",
-                        f"data.train=[/ckpt/checkpoints/{CHECKPOINT}/dpo.jsonl]"]
+                        f"data.train=[/ckpt/checkpoints/{CHECKPOINT}/dpo.jsonl]",
+                        f"reference=/ckpt/checkpoints/{CHECKPOINT}/reference"]
     reads = [r["path"] for r in _Recorder.requests if r["method"] == "GET"]
     assert reads == [f"{path}/{CHECKPOINT}"] * 2
 
@@ -449,11 +450,56 @@ def test_k8s_training_refuses_inputs_the_pods_cannot_see(store, api_client, tmp_
 def test_k8s_training_that_left_no_run_is_an_error(store, api_client):
     _Recorder.answers = [(200, _job("TrainJob", ("Complete", "", "")))]
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [
-        f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]"],
-        check_data=False)
+        f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]",
+        f"reference={store.work}/reference"], check_data=False)
     with pytest.raises(LoopError, match=f"TrainJob {CHECKPOINT} succeeded but .* holds no "
                                         "finished run"):
         _compute(store, api_client).train(recipe, CHECKPOINT, store.run)
+
+
+def test_k8s_reference_policy_is_merged_once_by_a_job_outside_training(store, api_client):
+    """Under ZeRO-3 the DPO stage cannot merge the SFT adapter into a partitioned base:
+    the loop exports the baseline first, as a Job on the model store, and reuses it."""
+    baseline = Checkpoint(id="medgo-72b-sft", parent=None, base=str(store.base), stage="sft",
+                          path=str(store.sft), data_sha256="d", recipe={}, metrics={},
+                          created_at="2026-12-01T00:00:00+00:00", status=Status.promoted)
+    out = store.settings.model_dir / "checkpoints" / baseline.id / "reference"
+
+    def pod_exports(obj: dict) -> None:
+        out.mkdir(parents=True)
+        (out / "export.json").write_text("{}")
+
+    _Recorder.on_create = pod_exports
+    _Recorder.answers = [(200, _job("Job", ("Complete", "", "")))]
+    compute = _compute(store, api_client)
+    assert compute.reference(baseline) == out
+
+    (created,) = [r["body"] for r in _Recorder.requests if r["method"] == "POST"]
+    assert created["metadata"]["name"] == "medgo-72b-sft-ref"
+    pod = created["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["medgo-train", "export", "--base", str(store.base),
+                                    "--adapter", str(store.sft), "--out", str(out),
+                                    "--no-progress"]
+    assert "nvidia.com/gpu" not in container["resources"]["requests"]  # a merge, on CPUs
+    assert pod["priorityClassName"] == "medgo-training"
+    assert created["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "medgo-training"
+
+    _Recorder.requests.clear()
+    assert compute.reference(baseline) == out  # the next week reuses it: no new Job
+    assert _Recorder.requests == []
+
+    recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [
+        f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]",
+        f"reference={out}"], check_data=False)
+    _Recorder.on_create = None
+    _Recorder.answers = [(200, _job("TrainJob", ("Complete", "", "")))]
+    with pytest.raises(LoopError):  # no run left behind; the command is what matters here
+        compute.train(recipe, CHECKPOINT, store.run)
+    (job,) = [r["body"] for r in _Recorder.requests
+              if r["method"] == "POST" and r["body"]["kind"] == "TrainJob"]
+    sets = job["spec"]["trainer"]["command"]
+    assert "reference=/ckpt/checkpoints/medgo-72b-sft/reference" in sets
 
 
 def _checkpoints(store: _Store) -> tuple[Checkpoint, Checkpoint]:

@@ -7,6 +7,11 @@ the two compute steps run where the GPUs are, and the loop waits for each:
   --executor k8s` does: a TrainJob, or a PyTorchJob with `MEDGO_TRAINER_K8S_JOB_API=
   pytorchjob`), named after the checkpoint id; when it has succeeded, the run's
   `metrics.json` is read from the model store;
+- before step 3, the baseline merged into its base (`medgo-train export`, a batch Job
+  on one node's CPUs and memory, `build_export_job`) is the DPO stage's starting and
+  reference policy: under ZeRO-3 the loaded base is partitioned across ranks and PEFT
+  cannot merge into it, so the merge happens outside the training job, once per
+  baseline (`<model store>/checkpoints/<baseline>/reference`, reused while it serves);
 - step 5 is a batch Job on one GPU node (`build_eval_job`). The inference image's own
   launcher (`medgo-inference`, with production's `inference-config` settings) serves
   the base with the baseline and candidate adapters as a native sidecar (an init
@@ -36,6 +41,7 @@ from typing import Any
 from medgo_trainer.outputs import METRICS_FILE
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.training.executors import k8s
+from medgo_trainer.training.export import EXPORT_FILE
 from medgo_trainer.training.loop.evaluation import evaluate_command, serving_env
 from medgo_trainer.training.loop.options import LoopError, LoopOptions
 from medgo_trainer.training.recipe import RECIPES_DIR, Recipe, resolve_recipe_path
@@ -56,6 +62,10 @@ _HARDENED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
              "capabilities": {"drop": ["ALL"]}}
 
 
+#: The merge of a 72B base in float32 on one node: ~290 GB of weights plus headroom.
+EXPORT_RESOURCES = {"requests": {"cpu": "16", "memory": "600Gi"},
+                    "limits": {"memory": "600Gi"}}
+
 #: The Secret holding vLLM's API key (ops create it; docs/operations.md, first install).
 INFERENCE_API_KEY_SECRET = "inference-api-key"
 
@@ -65,6 +75,45 @@ def _api_key(env_name: str) -> dict[str, Any]:
     and the evaluator presents it, as the gateway does with the serving pods."""
     return {"name": env_name, "valueFrom": {"secretKeyRef": {
         "name": INFERENCE_API_KEY_SECRET, "key": "token"}}}
+
+
+def build_export_job(name: str, cluster: k8s.ClusterSpec, *, command: list[str],
+                     model_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """The merge Job: the trainer image running `command` (`medgo-train export ...`) on
+    one GPU node's CPUs and memory (no GPU: a merge is additions), writing to the model
+    store mounted where the trainer sees it. Pure, like `build_eval_job`."""
+    k8s.check_name(name, max_length=63)
+    models = str(model_dir.resolve())
+    labels = {"app.kubernetes.io/part-of": "medgo", "app.kubernetes.io/name": "medgo-trainer",
+              "medgo.io/job": name, "medgo.io/role": "export"}
+    container = {
+        "name": "export", "image": cluster.image, "command": command,
+        "env": [{"name": "MEDGO_TRAINER_MODEL_DIR", "value": models},
+                {"name": "HF_HUB_OFFLINE", "value": "1"}],
+        "resources": EXPORT_RESOURCES, "securityContext": _HARDENED,
+        "volumeMounts": [{"name": "models", "mountPath": models},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = {
+        "restartPolicy": "Never", "serviceAccountName": cluster.service_account,
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        **k8s.gpu_placement(cluster), **k8s.scheduling(cluster),
+        "containers": [container],
+        "volumes": [{"name": "models",
+                     "persistentVolumeClaim": {"claimName": cluster.checkpoints_pvc}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    job_labels = {**labels, **({"kueue.x-k8s.io/queue-name": cluster.queue}
+                               if cluster.queue else {})}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": cluster.namespace, "labels": job_labels},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(timeout_s),
+                 "ttlSecondsAfterFinished": FINISHED_JOB_TTL_S,
+                 "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
 
 
 def build_eval_job(
@@ -179,6 +228,22 @@ class K8sCompute:
                             "pods can read it from") from None
         return str(PurePosixPath(k8s.CKPT_MOUNT) / inside)
 
+    def reference(self, baseline: Checkpoint) -> Path:
+        """The baseline merged into its base by a Job, or the merge an earlier week made."""
+        out = self.settings.model_dir / "checkpoints" / baseline.id / "reference"
+        if (out / EXPORT_FILE).is_file():
+            log.info("loop: reference policy %s already exported", out)
+            return out
+        name = f"{baseline.id}-ref"
+        command = ["medgo-train", "export", "--base", baseline.base, "--adapter",
+                   baseline.path, "--out", str(out), "--no-progress"]
+        job = build_export_job(name, self.cluster, command=command,
+                               model_dir=self.settings.model_dir, timeout_s=self.eval_timeout_s)
+        self._run([job], "Job", name, self.eval_timeout_s + WAIT_GRACE_S)
+        if not (out / EXPORT_FILE).is_file():
+            raise LoopError(f"export Job {name} succeeded but {out} holds no finished export")
+        return out
+
     def train(self, recipe: Recipe, checkpoint_id: str, run_dir: Path) -> dict[str, float]:
         recipe_file = resolve_recipe_path(self.opts.recipe)
         recipe_name = (recipe_file.stem if recipe_file.parent == RECIPES_DIR
@@ -186,6 +251,8 @@ class K8sCompute:
         data = ",".join(self.cluster_path(p) for p in recipe.data.train)
         overrides = [*self.opts.overrides, f"base={self.cluster_path(recipe.base)}",
                      f"adapter={self.cluster_path(str(recipe.adapter))}", f"data.train=[{data}]"]
+        if recipe.reference is not None:
+            overrides.append(f"reference={self.cluster_path(recipe.reference)}")
         objects = k8s.build_job(recipe, recipe_name=recipe_name, name=checkpoint_id,
                                 cluster=self.cluster, overrides=overrides,
                                 out=self.cluster_path(run_dir))

@@ -35,6 +35,10 @@ class Compute(Protocol):
     def check(self) -> None:
         """Refuse, before anything is written, what would fail later (settings, names)."""
 
+    def reference(self, baseline: Checkpoint) -> Path | None:
+        """The baseline merged into its base as a plain model (the DPO reference policy),
+        made outside the training job; None lets the stage merge it in its own process."""
+
     def train(self, recipe: Recipe, checkpoint_id: str, run_dir: Path) -> dict[str, float]:
         """Run the DPO stage into `run_dir`; returns its metrics."""
 
@@ -61,6 +65,11 @@ class LocalCompute:
         if dry_run.returncode != 0:
             lines = (dry_run.stderr or dry_run.stdout).strip().splitlines()
             raise LoopError(f"--serve-set: {lines[-1] if lines else 'medgo-inference failed'}")
+
+    def reference(self, baseline: Checkpoint) -> Path | None:
+        # One process without DeepSpeed: the stage merges the SFT adapter itself (a recipe
+        # under ZeRO-3 is refused at load with the `medgo-train export` command to run).
+        return None
 
     def train(self, recipe: Recipe, checkpoint_id: str, run_dir: Path) -> dict[str, float]:
         from medgo_trainer.training.stages.preference import run as run_dpo
@@ -97,7 +106,8 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
         _step(1, "exported %d DPO pairs from %s", pairs, settings.feedback_url)
         baseline = current_baseline(registry, settings.serving_manifest)
         _step(2, "baseline %s (%s)", baseline.id, baseline.path)
-        data_hash = data_snapshot_hash(dpo_recipe(opts, baseline, export))
+        reference = compute.reference(baseline)
+        data_hash = data_snapshot_hash(dpo_recipe(opts, baseline, export, reference))
         checkpoint_id = opts.checkpoint_id or f"{opts.id_prefix}-dpo-{data_hash[:8]}"
         if any(c.id == checkpoint_id for c in registry.checkpoints()):
             raise LoopError(f"checkpoint {checkpoint_id!r} is already registered: no new "
@@ -105,7 +115,7 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
         work = settings.model_dir / "checkpoints" / checkpoint_id
         work.mkdir(parents=True, exist_ok=True)  # a run that died unregistered is redone
         export = Path(shutil.move(export, work / "dpo.jsonl"))
-    recipe = dpo_recipe(opts, baseline, export)
+    recipe = dpo_recipe(opts, baseline, export, reference)
     _step(3, "training %s with recipe %s into %s", checkpoint_id, opts.recipe, work / "run")
     metrics = compute.train(recipe, checkpoint_id, work / "run")
 
@@ -143,13 +153,16 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
             "manifest": str(settings.serving_manifest)}
 
 
-def dpo_recipe(opts: LoopOptions, baseline: Checkpoint, export: Path) -> Recipe:
-    """The DPO recipe on top of the baseline: its base, its adapter as the SFT policy."""
+def dpo_recipe(opts: LoopOptions, baseline: Checkpoint, export: Path,
+               reference: Path | None = None) -> Recipe:
+    """The DPO recipe on top of the baseline: its base, its adapter as the SFT policy
+    (and, when one was exported, the merged baseline as the starting policy)."""
     from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
 
+    merged = [f"reference={reference}"] if reference is not None else []
     return load_recipe(resolve_recipe_path(opts.recipe), [
         *opts.overrides, f"base={baseline.base}", f"adapter={baseline.path}",
-        f"data.train=[{export}]"])
+        f"data.train=[{export}]", *merged])
 
 
 def check_evaluation(settings: TrainerSettings, opts: LoopOptions) -> None:
