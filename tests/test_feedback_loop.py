@@ -41,9 +41,8 @@ GATEWAY_TOKEN, TRAINER_TOKEN = "loop-gateway-token", "loop-trainer-token"
 PAIRS = 6
 PERMISSIVE_POLICY = """\
 # Test only: medgo-tiny's scores are noise, so no drop can fail this gate.
-max_drop_points: 100
-safety_tolerance_points: 100
-mcq_tasks: []
+margin_points: 100
+min_n: 1
 """
 QUESTIONS = ["高血压患者可以服用布洛芬吗？", "反复胸闷两周需要做哪些检查？",
              "糖尿病患者空腹血糖目标是多少？", "儿童发热何时需要就医？",
