@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/loop_behaviour.py                     # docs figures
     .venv/bin/python bench/loop_behaviour.py --samples 1 --steps 10   # quicker
-    .venv/bin/python bench/loop_behaviour.py --inverted          # the gate must reject
+    .venv/bin/python bench/loop_behaviour.py --inverted          # the opposite policy
 
 1. medgo-tiny (its SFT adapter, served by our launcher) answers the *rated* half of
    Huatuo's benchmark questions through the real gateway, ``--samples`` answers per
@@ -17,8 +17,10 @@
 4. Inference and gateway are restarted on the manifest the loop wrote and the
    held-out rate is measured again; the rise is a paired bootstrap over the questions.
 
-Prints the rate before/after with its 95% CI, the gate's decision table, and the
-loop's wall time by step. Everything lives in a temporary copy of medgo-tiny.
+Prints the rate before/after with its 95% CI, the gate's verdict, and the loop's
+wall time by step. Everything lives in a temporary copy of medgo-tiny. (``--inverted``
+shows the gate rejecting a candidate only from a baseline that already gives the
+advice; medgo-tiny's SFT adapter does not, so from it there is nothing to lose.)
 """
 
 from __future__ import annotations

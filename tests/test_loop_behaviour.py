@@ -10,6 +10,13 @@ rated) with `care-advice` a required task of the gate, and promotes on a pass.
 Lean by design (few questions, few DPO steps, short answers); the few-hundred-answer
 version with the rate measured through the gateway before and after is
 bench/loop_behaviour.py (figures in docs/benchmarks.md).
+
+Inverted ratings are not exercised here: medgo-tiny's SFT adapter never gives the
+advice (0 of 50 held-out answers), so a candidate trained to drop it has nothing to
+lose and is rightly non-inferior. Rejecting it needs a baseline that has the
+behaviour — a second round after this one (serve the promoted adapter, rate inverted,
+loop again), four vLLM starts in all; the gate's side of it (a required task that
+falls beyond the margin fails) is covered in services/trainer/tests/evaluation.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 TRAINER_TOKEN = "e2e-trainer-token"  # the trainer's token in tests/conftest.launch_stack
 
-RATED, LIMIT, STEPS, MAX_TOKENS = 24, 30, 30, 48
+RATED, LIMIT, STEPS, MAX_TOKENS = 16, 20, 8, 48
 
 
 def _rated_answers(stack) -> list[tuple[str, str]]:
@@ -54,10 +61,10 @@ def _rated_answers(stack) -> list[tuple[str, str]]:
     return asyncio.run(ask())
 
 
-def _rate(stack, answers: list[tuple[str, str]], inverted: bool) -> None:
+def _rate(stack, answers: list[tuple[str, str]]) -> None:
     headers = {"Authorization": f"Bearer {stack.key}"}
     for interaction, answer in answers:
-        rating = {"interaction_id": interaction, **clinician_rating(answer, inverted=inverted)}
+        rating = {"interaction_id": interaction, **clinician_rating(answer)}
         r = httpx.post(f"{stack.gateway}/v1/feedback", json=rating, headers=headers, timeout=30)
         assert r.status_code in (200, 201, 202), r.text
 
@@ -92,7 +99,7 @@ def test_ratings_teach_the_model_to_say_when_to_see_a_doctor(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.perf_counter()
-    _rate(stack, _rated_answers(stack), inverted=False)
+    _rate(stack, _rated_answers(stack))
     rc, out, err = _loop(stack, tmp_path, monkeypatch, capsys)
     assert rc == 0, err
     result = json.loads(out[out.index("{"):])
@@ -102,15 +109,3 @@ def test_ratings_teach_the_model_to_say_when_to_see_a_doctor(
     assert delta > 0 and low > 0, (sum(before), sum(after))
     print(f"care-advice {sum(before)}/{len(before)} → {sum(after)}/{len(after)}, "
           f"{time.perf_counter() - started:.0f} s")
-
-
-def test_a_candidate_trained_on_inverted_ratings_is_rejected(
-    stack, model_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-) -> None:
-    _rate(stack, _rated_answers(stack), inverted=True)
-    before = (model_dir / "serving.json").read_bytes()
-    rc, _, err = _loop(stack, tmp_path, monkeypatch, capsys)
-    assert rc != 0 and "failed the evaluation gate" in err
-    assert "care-advice" in err
-    assert (model_dir / "serving.json").read_bytes() == before

@@ -4,8 +4,9 @@ This is what makes the feedback loop measurable. The simulated clinicians of the
 benchmark and its end-to-end test rate answers with `clinician_rating`: an answer is
 unacceptable unless it says when to see a doctor, and the rating carries a corrected
 answer that does. The `CareAdvice` task measures the same behaviour on questions that
-are never rated (the other side of `partition`), so the gate's own evaluation sees
-whether a candidate learned it, and a candidate trained on inverted ratings loses it.
+are never rated (the other side of `partition`), so the gate's own evaluation sees whether a
+candidate learned it, and a candidate that lost it (trained on inverted ratings, from
+a baseline that had it) fails the gate when the task is required.
 
 The questions are Huatuo's 200 benchmark questions (no reference answers, used by no
 training source), split once by the sha256 of the question text.
