@@ -132,10 +132,12 @@ async def _run(
 ) -> dict[str, TaskResult]:
     """All tasks at once, so the client's concurrency bound is what limits the load."""
     total = sum(len(p.examples) for p in plan)
-    scored = [p.task for p in plan if p.examples and p.task.choices(p.examples[0]) is not None]
+    by_likelihood = [
+        p.task for p in plan if p.examples and p.task.choices(p.examples[0]) is not None
+    ]
     with tqdm(total=total, desc="medgo-eval", unit="ex", disable=not progress) as bar:
         async with client:
-            for chat in sorted({task.chat_template() for task in scored}):
+            for chat in sorted({task.chat_template() for task in by_likelihood}):
                 await client.check_loglikelihood(model, chat)  # before any item is sent
             results = await asyncio.gather(
                 *(_run_task(client, planned, model, max_tokens, bar) for planned in plan)
