@@ -102,7 +102,8 @@ def test_ratings_teach_the_model_to_say_when_to_see_a_doctor(
     _rate(stack, _rated_answers(stack))
     rc, out, err = _loop(stack, tmp_path, monkeypatch, capsys)
     assert rc == 0, err
-    result = json.loads(out[out.index("{"):])
+    lines = out.splitlines()  # training logs may come first on stdout
+    result = json.loads("\n".join(lines[lines.index("{"):]))
     assert ServingManifest.load(model_dir / "serving.json").checkpoint_id == result["promoted"]
     before, after = _care_advice(model_dir)
     delta, low, _ = paired_bootstrap("mean", before, after, samples=1000, seed=0)
