@@ -159,6 +159,7 @@ def run_loop(args: argparse.Namespace, work: Path, feedback: str, pairs: int) ->
                        "MEDGO_TRAINER_FEEDBACK_TOKEN": TRAINER_TOKEN})
     rc = train(["loop", "--min-pairs", str(min(pairs, args.min_pairs)),
                 "--set", f"trl.max_steps={args.steps}",
+                "--set", f"trl.learning_rate={args.learning_rate}",
                 "--tasks", "care-advice,kuake-qic", "--limit", str(args.limit),
                 "--max-tokens", str(args.max_tokens), "--policy", str(policy), "--no-progress"])
     return rc, clock.marks
@@ -169,6 +170,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=default_model_dir() / "medgo-tiny")
     parser.add_argument("--samples", type=int, default=3, help="answers rated per question")
     parser.add_argument("--steps", type=int, default=40, help="DPO steps")
+    parser.add_argument("--learning-rate", type=float, default=3e-3,
+                        help="DPO learning rate (medgo-tiny's empty answers need a push)")
     parser.add_argument("--limit", type=int, default=100, help="items per task in the gate")
     parser.add_argument("--min-n", type=int, default=100, help="the gate's min_n")
     parser.add_argument("--margin", type=float, default=2.0, help="the gate's margin")
