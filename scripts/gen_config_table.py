@@ -42,10 +42,11 @@ GENERIC_MEANING = {"host": "interface to listen on", "port": "port to listen on"
 
 
 def settings_classes() -> dict[str, type[BaseSettings]]:
-    """Each service's one settings class (imported lazily: heavy packages behind them)."""
+    """Each service's settings class, and medgo-eval's (lazy: heavy packages behind them)."""
     from medgo_feedback.settings import FeedbackSettings
     from medgo_gateway.settings import GatewaySettings
     from medgo_inference.settings import InferenceSettings
+    from medgo_trainer.evaluation.settings import EvalSettings
     from medgo_trainer.settings import TrainerSettings
 
     return {
@@ -53,6 +54,7 @@ def settings_classes() -> dict[str, type[BaseSettings]]:
         "inference": InferenceSettings,
         "feedback": FeedbackSettings,
         "trainer": TrainerSettings,
+        "evaluation (medgo-eval)": EvalSettings,
     }
 
 

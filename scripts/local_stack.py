@@ -126,6 +126,9 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
             "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
             "MEDGO_GATEWAY_FEEDBACK_TOKEN": sec["gateway_token"],
             "MEDGO_GATEWAY_API_KEYS_FILE": sec["keys_file"],
+            # The manifest inference follows: `promote` reaches both without a restart.
+            "MEDGO_GATEWAY_SERVING_MANIFEST": os.environ.get(
+                "MEDGO_INFERENCE_MANIFEST", str(var_dir / "models" / "serving.json")),
         }),
     ]
 

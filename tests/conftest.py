@@ -15,7 +15,6 @@ import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,17 +25,11 @@ from pathlib import Path
 import httpx
 import pytest
 from medgo_common.schemas.serving import ServingManifest
-from medgo_common.supervise import launched_process, wait_http_ok
+from medgo_common.supervise import free_port, launched_process, wait_http_ok
 
 BIN = Path(sys.executable).parent
 BOOT_TIMEOUT_S = 90
 GATEWAY_TOKEN, TRAINER_TOKEN = "e2e-gateway-token", "e2e-trainer-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _server(cmd: str, env: dict[str, str], ready_url: str, log: Path):
@@ -81,9 +74,36 @@ class Stack:
             time.sleep(0.2)
 
 
+def gateway_env(
+    state_dir: Path, inference_url: str, feedback_url: str, keys_file: Path, **settings: str
+) -> tuple[str, dict[str, str]]:
+    """(URL, environment) of a `medgo-gateway` with its spool in `state_dir`."""
+    gateway_url = f"http://127.0.0.1:{free_port()}"
+    return gateway_url, {
+        "MEDGO_GATEWAY_PORT": gateway_url.rsplit(":", 1)[1],
+        "MEDGO_GATEWAY_INFERENCE_URL": inference_url,
+        "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
+        "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
+        "MEDGO_GATEWAY_API_KEYS_FILE": str(keys_file),
+        "MEDGO_GATEWAY_SPOOL_PATH": str(state_dir / "spool.sqlite3"),
+        **{f"MEDGO_GATEWAY_{name.upper()}": value for name, value in settings.items()},
+    }
+
+
+@contextlib.contextmanager
+def launch_gateway(
+    state_dir: Path, stack: Stack, inference_url: str, **settings: str
+) -> Iterator[str]:
+    """One more gateway replica of `stack` (same feedback store and keys); yields its URL."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    url, env = gateway_env(state_dir, inference_url, stack.feedback, stack.keys_file, **settings)
+    with _server("medgo-gateway", env, url + "/readyz", state_dir / "gw.log"):
+        yield url
+
+
 @contextlib.contextmanager
 def launch_stack(
-    tmp_path: Path, inference_url: str, ready_path: str = "/readyz", **gateway_env: str
+    tmp_path: Path, inference_url: str, ready_path: str = "/readyz", **gateway_settings: str
 ) -> Iterator[Stack]:
     """Feedback + gateway in front of `inference_url`; extra `MEDGO_GATEWAY_*` settings.
 
@@ -98,16 +118,8 @@ def launch_stack(
     }
     keys_file = tmp_path / "api_keys.json"
     key = add_key(keys_file, "dr-e2e")
-    gateway_url = f"http://127.0.0.1:{free_port()}"
-    env = {
-        "MEDGO_GATEWAY_PORT": gateway_url.rsplit(":", 1)[1],
-        "MEDGO_GATEWAY_INFERENCE_URL": inference_url,
-        "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
-        "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
-        "MEDGO_GATEWAY_API_KEYS_FILE": str(keys_file),
-        "MEDGO_GATEWAY_SPOOL_PATH": str(tmp_path / "spool.sqlite3"),
-        **{f"MEDGO_GATEWAY_{name.upper()}": value for name, value in gateway_env.items()},
-    }
+    gateway_url, env = gateway_env(tmp_path, inference_url, feedback_url, keys_file,
+                                   **gateway_settings)
     with (
         _server("medgo-feedback", feedback_env, feedback_url + "/readyz", tmp_path / "fb.log"),
         _server("medgo-gateway", env, gateway_url + ready_path, tmp_path / "gw.log"),
@@ -119,6 +131,12 @@ def launch_stack(
 def stack_factory():
     """`with stack_factory(tmp_path, inference_url, **gateway_settings) as stack:`."""
     return launch_stack
+
+
+@pytest.fixture
+def gateway_factory():
+    """`with gateway_factory(state_dir, stack, inference_url, **settings) as url:`."""
+    return launch_gateway
 
 
 @pytest.fixture

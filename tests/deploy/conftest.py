@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -22,16 +23,34 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("local-cpu", "prod-a100")
 
 
+def _load(name: str, path: Path) -> ModuleType:
+    """A helper module by path (tests run with --import-mode=importlib, so test modules
+    cannot import their neighbours)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def config_table() -> ModuleType:
     """scripts/gen_config_table.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "gen_config_table", ROOT / "scripts" / "gen_config_table.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("gen_config_table", ROOT / "scripts" / "gen_config_table.py")
+
+
+@pytest.fixture(scope="session")
+def netpol() -> ModuleType:
+    """tests/deploy/netpol.py, the NetworkPolicy evaluator."""
+    return _load("medgo_deploy_netpol", Path(__file__).with_name("netpol.py"))
+
+
+@pytest.fixture(scope="session")
+def k8s_schemas() -> object:
+    """The strict validator of tests/deploy/k8s_schemas.py on the shared schema directory."""
+    module = _load("medgo_deploy_k8s_schemas", Path(__file__).with_name("k8s_schemas.py"))
+    return module.Validator(module.schemas_dir(ROOT))
 
 
 @pytest.fixture(scope="session")

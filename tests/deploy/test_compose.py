@@ -1,17 +1,22 @@
-"""compose.yaml validates against the Compose specification's JSON schema (the copy that
-check-jsonschema vendors, so no network is needed) and keeps the single-host promises:
-only the gateway publishes a port, every MedGo service has a healthcheck, start order
-follows health, the model store and the database are named volumes, and secrets are
-files, never inline values."""
+"""compose.yaml (and its HTTPS layer deploy/compose/tls.yaml) validates against the
+Compose specification's JSON schema (the copy that check-jsonschema vendors, so no
+network is needed) and keeps the single-host promises: only the gateway publishes a
+port, on 127.0.0.1 only; every MedGo service has a healthcheck, start order follows
+health, the model store and the database are named volumes, secrets are files, never
+inline values, and vLLM's API key reaches inference and the gateway."""
 
 from __future__ import annotations
 
 import copy
 import json
 from importlib import resources
+from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SERVICES = {"gateway", "inference", "feedback", "trainer", "postgres"}
 
@@ -26,6 +31,16 @@ def test_compose_matches_the_compose_specification(compose: dict, compose_schema
     jsonschema.validate(compose, compose_schema)
 
 
+def test_the_tls_layer_matches_the_specification_and_serves_https(compose_schema: dict) -> None:
+    layer = yaml.safe_load((ROOT / "deploy" / "compose" / "tls.yaml").read_text("utf-8"))
+    jsonschema.validate(layer, compose_schema)
+    gateway = layer["services"]["gateway"]
+    assert gateway["environment"]["MEDGO_GATEWAY_TLS_CERTFILE"] == "/run/secrets/tls.crt"
+    assert "https://127.0.0.1:8000/readyz" in gateway["healthcheck"]["test"][-1]
+    for secret in layer["secrets"].values():
+        assert secret["file"].startswith("./var/secrets/compose/")
+
+
 def test_schema_rejects_a_misspelt_key(compose: dict, compose_schema: dict) -> None:
     broken = copy.deepcopy(compose)
     broken["services"]["gateway"]["helthcheck"] = broken["services"]["gateway"]["healthcheck"]
@@ -37,7 +52,7 @@ def test_only_the_gateway_publishes_a_port(compose: dict) -> None:
     assert set(compose["services"]) == SERVICES
     published = {name for name, svc in compose["services"].items() if svc.get("ports")}
     assert published == {"gateway"}
-    assert compose["services"]["gateway"]["ports"] == ["8000:8000"]
+    assert compose["services"]["gateway"]["ports"] == ["127.0.0.1:8000:8000"]
 
 
 def test_services_are_healthchecked_and_start_in_health_order(compose: dict) -> None:
@@ -64,6 +79,8 @@ def test_secrets_are_files_and_feedback_uses_postgres(compose: dict) -> None:
     services = compose["services"]
     assert "MEDGO_FEEDBACK_DATABASE_URL" in services["feedback"]["secrets"]
     assert "MEDGO_FEEDBACK_SERVICE_TOKENS" in services["feedback"]["secrets"]
+    assert "MEDGO_INFERENCE_API_KEY" in services["inference"]["secrets"]
+    assert "MEDGO_GATEWAY_INFERENCE_API_KEY" in services["gateway"]["secrets"]
     gateway_env = services["gateway"]["environment"]
     assert gateway_env["MEDGO_GATEWAY_API_KEYS_FILE"] == "/run/secrets/api_keys.json"
     # No token or password may be written into compose.yaml itself, only secret paths.

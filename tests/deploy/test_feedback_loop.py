@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from medgo_common.supervise import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "k8s" / "components" / "feedback-loop" / "feedback-loop.sh"
@@ -35,15 +35,9 @@ current-context: none
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture()
 def feedback_url(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MEDGO_FEEDBACK_HOST": "127.0.0.1",
@@ -96,7 +90,7 @@ def _rate_with_correction(url: str, n: int, days_ago: int = 0) -> None:
 
 def _run_script(feedback_url: str, token: str, tmp_path: Path) -> subprocess.CompletedProcess:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(KUBECONFIG.replace("{port}", str(_free_port())), encoding="utf-8")
+    kubeconfig.write_text(KUBECONFIG.replace("{port}", str(free_port())), encoding="utf-8")
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # medgo-train

@@ -1,21 +1,15 @@
 """Every overlay builds with `kubectl kustomize` and every object it renders validates
-offline against the Kubernetes OpenAPI schemas (kubernetes-validate ships them), and the
+offline and strictly (k8s_schemas.py: kubernetes-validate for core kinds, the shared
+CRD schemas for custom resources, unknown fields and unknown kinds rejected), and the
 overlays say what they promise: CPU/medgo-tiny/SQLite locally, A100/TP 8/PostgreSQL/
-canary in production."""
+canary/HTTPS in production."""
 
 from __future__ import annotations
 
+import json
 import re
 
-import kubernetes_validate
 import pytest
-
-# The oldest Kubernetes minor we support; strict = unknown fields are errors (they would
-# be silently dropped by the API server, e.g. a misspelt probe).
-K8S_VERSION = "1.32.0"
-# Custom resources have no schema in kubernetes-validate; none is rendered today (the
-# trainer creates its PyTorchJobs at run time), so any that appears must be listed here.
-CUSTOM_KINDS: set[str] = set()
 
 
 def find(objects: list[dict], kind: str, name: str) -> dict:
@@ -31,21 +25,20 @@ def find(objects: list[dict], kind: str, name: str) -> dict:
 
 
 @pytest.mark.parametrize("overlay", ["local-cpu", "prod-a100"])
-def test_every_object_validates_against_the_kubernetes_schema(
-    rendered: dict[str, list[dict]], overlay: str
+def test_every_object_validates_strictly(
+    rendered: dict[str, list[dict]], overlay: str, k8s_schemas: object
 ) -> None:
-    errors = []
-    for obj in rendered[overlay]:
-        if obj["kind"] in CUSTOM_KINDS:
-            continue
-        try:
-            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            errors.append(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message}")
+    errors = [e for obj in rendered[overlay] for e in k8s_schemas.errors(obj)]
     assert not errors, "\n".join(errors)
 
 
-def test_schema_validation_rejects_a_misspelt_field() -> None:
+def test_prod_renders_custom_resources_and_they_are_checked(rendered: dict) -> None:
+    """prod has at least one custom resource (the gateway's Certificate), so the custom
+    schema path above is exercised on real output."""
+    assert find(rendered["prod-a100"], "Certificate", "gateway-tls")
+
+
+def test_schema_validation_rejects_a_misspelt_field(k8s_schemas: object) -> None:
     """The validator used above does catch what the API server would drop."""
     deployment = {
         "apiVersion": "apps/v1",
@@ -59,8 +52,26 @@ def test_schema_validation_rejects_a_misspelt_field() -> None:
             },
         },
     }
-    with pytest.raises(kubernetes_validate.ValidationError, match="readynessProbe"):
-        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    (error,) = k8s_schemas.errors(deployment)
+    assert "Deployment/x" in error and "readynessProbe" in error
+
+
+def test_custom_resources_are_strict_and_unknown_kinds_fail(k8s_schemas: object) -> None:
+    certificate = {
+        "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "c"},
+        "spec": {"secretName": "s", "issuerRef": {"name": "ca", "kind": "ClusterIssuer"},
+                 "dnsName": ["x.internal"]},
+    }
+    (error,) = k8s_schemas.errors(certificate)
+    assert error.startswith("Certificate/c: spec: ") and "'dnsName'" in error
+    job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": {"name": "j"},
+           "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "templat": {}}}}}
+    assert any("templat" in e for e in k8s_schemas.errors(job))
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert k8s_schemas.errors(unknown) == [
+        "Widget/w: no schema for example.com/v1 Widget: neither a core kind nor a custom "
+        "resource of the schema directory"]
 
 
 def test_local_cpu_serves_medgo_tiny_on_cpu_with_sqlite(rendered: dict) -> None:
@@ -75,7 +86,7 @@ def test_local_cpu_serves_medgo_tiny_on_cpu_with_sqlite(rendered: dict) -> None:
     assert feedback["MEDGO_FEEDBACK_DATABASE_URL"].startswith("sqlite:")
     assert find(objects, "PersistentVolumeClaim", "feedback-db")
     for obj in objects:
-        if obj["kind"] == "Deployment":
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "gateway":
             assert obj["spec"]["replicas"] == 1, obj["metadata"]["name"]
         if obj["kind"] == "HorizontalPodAutoscaler":
             assert obj["spec"]["maxReplicas"] == 1
@@ -94,16 +105,22 @@ def test_prod_a100_serves_72b_with_tensor_parallel_on_a100(rendered: dict) -> No
         assert limits["nvidia.com/gpu"] == "8", name
         assert pod["nodeSelector"]["nvidia.com/gpu.product"].startswith("NVIDIA-A100")
         assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
-    for name in ("inference", "inference-canary"):
-        container = find(objects, "Deployment", name)["spec"]["template"]["spec"][
-            "containers"
-        ][0]
-        env = {e["name"]: e["value"] for e in container["env"]}
-        assert env["MEDGO_INFERENCE_BASE_MODEL"].endswith("/medgo-72b/base"), name
-        assert env["MEDGO_INFERENCE_ADAPTERS"].startswith("medgo-72b-"), name
+    # Stable follows the serving manifest (adapters at run time); the base-change canary
+    # names its checkpoint explicitly.
+    manifest = json.loads(find(objects, "ConfigMap", "serving-manifest")["data"]["serving.json"])
+    assert manifest["base_model"].endswith("/medgo-72b/base")
+    assert manifest["adapters"][0]["name"].startswith("medgo-72b-")
+    stable = find(objects, "Deployment", "inference")["spec"]["template"]["spec"]
+    stable_env = {e["name"] for e in stable["containers"][0].get("env", [])}
+    assert not stable_env & {"MEDGO_INFERENCE_BASE_MODEL", "MEDGO_INFERENCE_ADAPTERS"}
+    container = find(objects, "Deployment", "inference-canary")["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MEDGO_INFERENCE_BASE_MODEL"].endswith("/medgo-72b/base")
+    assert env["MEDGO_INFERENCE_ADAPTERS"].startswith("medgo-72b-")
     gateway = find(objects, "ConfigMap", "gateway-config")["data"]
     assert gateway["MEDGO_GATEWAY_CANARY_URL"] == "http://inference-canary:8001"
-    assert find(objects, "Deployment", "gateway")["spec"]["replicas"] == 3
     assert find(objects, "HorizontalPodAutoscaler", "gateway")["spec"]["minReplicas"] == 3
 
 
@@ -135,14 +152,19 @@ def test_canary_runs_the_same_pod_as_stable_but_for_its_checkpoint(rendered: dic
     stable = find(objects, "Deployment", "inference")["spec"]["template"]["spec"]
     canary = find(objects, "Deployment", "inference-canary")["spec"]["template"]["spec"]
 
+    checkpoint = {"MEDGO_INFERENCE_BASE_MODEL", "MEDGO_INFERENCE_ADAPTERS"}
+
     def without_checkpoint(pod: dict) -> dict:
         return {**pod, "containers": [
-            {k: v for k, v in c.items() if k != "env"} for c in pod["containers"]
+            {**c, "env": sorted((e for e in c.get("env", []) if e["name"] not in checkpoint),
+                                key=lambda e: e["name"])}
+            for c in pod["containers"]
         ]}
 
     assert without_checkpoint(canary) == without_checkpoint(stable)
-    names = [[e["name"] for e in pod["containers"][0]["env"]] for pod in (stable, canary)]
-    assert names[0] == names[1] == ["MEDGO_INFERENCE_BASE_MODEL", "MEDGO_INFERENCE_ADAPTERS"]
+    assert checkpoint <= {e["name"] for e in canary["containers"][0]["env"]}
+    # stable names no checkpoint: it follows the serving manifest
+    assert not checkpoint & {e["name"] for e in stable["containers"][0].get("env", [])}
 
 
 @pytest.mark.parametrize("overlay", ["local-cpu", "prod-a100"])
@@ -160,6 +182,7 @@ def test_only_the_trainer_gets_api_access_and_only_for_its_jobs(
     }
     job_verbs = ("create", "delete", "get", "list", "watch")
     assert rules == {
+        ("trainer.kubeflow.org", "trainjobs"): job_verbs,
         ("kubeflow.org", "pytorchjobs"): job_verbs,
         ("batch", "jobs"): job_verbs,
         ("", "configmaps"): ("create", "delete", "get"),
@@ -173,3 +196,29 @@ def test_only_the_trainer_gets_api_access_and_only_for_its_jobs(
     for obj in objects:
         if obj["kind"] == "Deployment" and obj["metadata"]["name"] != "trainer":
             assert obj["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_prod_edge_is_https_only_without_metrics_or_docs(rendered: dict) -> None:
+    """The load balancer carries the gateway's TLS API port alone: /metrics lives on the
+    port MEDGO_GATEWAY_METRICS_PORT names, which no LoadBalancer Service targets, and
+    /docs (Swagger UI from a CDN) is off."""
+    objects = rendered["prod-a100"]
+    config = find(objects, "ConfigMap", "gateway-config")["data"]
+    assert config["MEDGO_GATEWAY_API_DOCS"] == "false"
+    pod = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == int(config["MEDGO_GATEWAY_METRICS_PORT"])
+    assert ports["api"] == int(config["MEDGO_GATEWAY_PORT"])
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for key in ("MEDGO_GATEWAY_TLS_CERTFILE", "MEDGO_GATEWAY_TLS_KEYFILE"):
+        directory = env[key].rpartition("/")[0]
+        assert volumes[mounts[directory]]["secret"]["secretName"] == (
+            find(objects, "Certificate", "gateway-tls")["spec"]["secretName"])
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    balancers = [o for o in objects if o["kind"] == "Service"
+                 and o["spec"].get("type") == "LoadBalancer"]
+    assert [b["metadata"]["name"] for b in balancers] == ["gateway"]
+    assert balancers[0]["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "api"}]

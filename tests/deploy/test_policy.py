@@ -4,11 +4,13 @@
   startupProbe), CPU and memory requests and limits, and runs hardened: non-root with a
   fixed UID, read-only root filesystem, all capabilities dropped, no privilege
   escalation, seccomp RuntimeDefault (init containers: all but probes);
-- every object is labelled part-of medgo and lives in namespace medgo (objects added by
-  components escape the base's transformers unless the overlay repeats them);
+- every object is labelled part-of medgo and every namespaced one lives in namespace
+  medgo (objects added by components escape the base's transformers unless the overlay
+  repeats them);
 - every namespace holding objects has a default-deny NetworkPolicy;
 - no Service but the gateway's is exposed outside the cluster;
-- every ConfigMap a pod uses exists, and every Secret too unless ops provide it;
+- every ConfigMap a pod uses exists, and every Secret too unless ops provide it or a
+  rendered cert-manager Certificate issues it;
 - every environment variable set is a real settings field (MEDGO_*) or one of the few
   third-party variables listed below.
 
@@ -33,7 +35,11 @@ THIRD_PARTY_ENV = {
     "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD_FILE", "postgres_password",
 }
 # Secrets that prod-a100 leaves to ops (docs/operations.md) instead of rendering.
-OPS_SECRETS = {"service-tokens", "gateway-api-keys", "feedback-dsn"}
+OPS_SECRETS = {"service-tokens", "gateway-api-keys", "feedback-dsn", "inference-api-key",
+               "trainer-registry-dsn"}
+# Kinds without a namespace.
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding",
+                  "ClusterQueue", "ResourceFlavor", "ClusterTrainingRuntime"}
 
 
 def _pod_spec(obj: dict) -> dict:
@@ -75,13 +81,14 @@ def policy_violations(objects: list[dict], settings_env: set[str]) -> list[str]:
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects
                   if o["kind"] == "ConfigMap"}
     secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"} | OPS_SECRETS
+    secrets |= {o["spec"]["secretName"] for o in objects if o["kind"] == "Certificate"}
     env_names: set[str] = set()
     for obj in objects:
         name = f"{obj['kind']}/{obj['metadata']['name']}"
         labels = obj["metadata"].get("labels", {})
         if labels.get("app.kubernetes.io/part-of") != "medgo":
             out.append(f"{name}: label app.kubernetes.io/part-of=medgo missing")
-        if obj["kind"] != "Namespace" and obj["metadata"].get("namespace") != "medgo":
+        if obj["kind"] not in CLUSTER_SCOPED and obj["metadata"].get("namespace") != "medgo":
             out.append(f"{name}: not in namespace medgo")
         if obj["kind"] == "Service" and obj["metadata"]["name"] != "gateway":
             if obj["spec"].get("type", "ClusterIP") in {"LoadBalancer", "NodePort"}:
@@ -134,7 +141,8 @@ def _is_default_deny(obj: dict) -> bool:
 
 
 def _env_violations(where: str, names: set[str], settings_env: set[str]) -> list[str]:
-    unknown = sorted(n for n in names if n not in settings_env and n not in THIRD_PARTY_ENV)
+    known = settings_env | THIRD_PARTY_ENV
+    unknown = sorted(n for n in names if n not in known)
     return [f"{where}: {n} is not a field of any settings class" for n in unknown]
 
 

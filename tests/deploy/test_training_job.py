@@ -8,8 +8,9 @@ CronJob's command line parses, its pod sees the model store where the trainer's
 settings say, and the evaluation Job it would submit (vLLM sidecar + evaluator) is
 valid and uses only what prod has.
 
-PyTorchJob is a custom resource that kubernetes-validate has no schema for: its outer
-shape is checked with the small schema below, its pod templates with the core schema.
+Every object is validated strictly (k8s_schemas.py): the PyTorchJob against its CRD
+schema from the shared schema directory, pod templates and the rest against the core
+schemas.
 """
 
 from __future__ import annotations
@@ -17,47 +18,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import jsonschema
-import kubernetes_validate
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTORCHJOB_SCHEMA = {
-    "type": "object",
-    "required": ["apiVersion", "kind", "metadata", "spec"],
-    "properties": {
-        "apiVersion": {"const": "kubeflow.org/v1"},
-        "kind": {"const": "PyTorchJob"},
-        "metadata": {"type": "object", "required": ["name", "namespace"]},
-        "spec": {
-            "type": "object",
-            "required": ["pytorchReplicaSpecs"],
-            "properties": {
-                "nprocPerNode": {"type": "string"},
-                "runPolicy": {"type": "object"},
-                "pytorchReplicaSpecs": {
-                    "type": "object",
-                    "required": ["Master"],
-                    "additionalProperties": False,
-                    "patternProperties": {
-                        "^(Master|Worker)$": {
-                            "type": "object",
-                            "required": ["replicas", "template"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "replicas": {"type": "integer", "minimum": 1},
-                                "restartPolicy": {
-                                    "enum": ["Always", "OnFailure", "Never", "ExitCode"]
-                                },
-                                "template": {"type": "object"},
-                            },
-                        }
-                    },
-                },
-            },
-        },
-    },
-}
+TRAINER_IMAGE = re.compile(r".*/medgo/trainer@sha256:[0-9a-f]{64}")
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +34,7 @@ def job_objects(rendered: dict) -> list[dict]:
     cluster = k8s.ClusterSpec(
         image=config["data"]["MEDGO_TRAINER_K8S_IMAGE"],
         namespace=config["data"]["MEDGO_TRAINER_K8S_NAMESPACE"],
+        job_api="pytorchjob",  # the TrainJob default: test_training_runtime.py
     )
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [], check_data=False)
     return k8s.build_job(recipe, recipe_name="medgo-72b-dpo", name="dpo-week-48",
@@ -80,15 +45,15 @@ def _templates(job: dict) -> list[dict]:
     return [spec["template"] for spec in job["spec"]["pytorchReplicaSpecs"].values()]
 
 
-def test_the_pytorchjob_is_well_formed(job_objects: list[dict]) -> None:
+def test_the_pytorchjob_is_well_formed(job_objects: list[dict], k8s_schemas: object) -> None:
     job = job_objects[-1]
-    jsonschema.validate(job, PYTORCHJOB_SCHEMA)
-    for obj in job_objects[:-1]:
-        kubernetes_validate.validate(obj, "1.32.0", strict=True)
+    assert job["kind"] == "PyTorchJob"
+    errors = [e for obj in job_objects for e in k8s_schemas.errors(obj)]
     for template in _templates(job):
         pod_template = {"apiVersion": "v1", "kind": "PodTemplate",
                         "metadata": {"name": "x"}, "template": template}
-        kubernetes_validate.validate(pod_template, "1.32.0", strict=True)
+        errors += k8s_schemas.errors(pod_template)
+    assert not errors, "\n".join(errors)
 
 
 def test_everything_the_job_uses_exists_in_prod(rendered: dict, job_objects: list[dict]) -> None:
@@ -107,7 +72,7 @@ def test_everything_the_job_uses_exists_in_prod(rendered: dict, job_objects: lis
                 assert ("PersistentVolumeClaim", claim) in names
         assert pod["nodeSelector"] == gpu_pod["nodeSelector"]
         assert pod["tolerations"] == gpu_pod["tolerations"]
-        assert pod["containers"][0]["image"].endswith("/medgo/trainer:1.0.0")
+        assert TRAINER_IMAGE.fullmatch(pod["containers"][0]["image"])
 
 
 def test_the_trainer_role_allows_submitting_it(rendered: dict, job_objects: list[dict]) -> None:
@@ -202,9 +167,10 @@ def eval_job(rendered: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
         timeout_s=14400)
 
 
-def test_the_evaluation_job_is_valid_and_uses_what_prod_has(rendered: dict,
-                                                            eval_job: dict) -> None:
-    kubernetes_validate.validate(eval_job, "1.32.0", strict=True)
+def test_the_evaluation_job_is_valid_and_uses_what_prod_has(
+    rendered: dict, eval_job: dict, k8s_schemas: object
+) -> None:
+    assert k8s_schemas.errors(eval_job) == []
     objects = rendered["prod-a100"]
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
     pod = eval_job["spec"]["template"]["spec"]
@@ -223,7 +189,7 @@ def test_the_evaluation_job_is_valid_and_uses_what_prod_has(rendered: dict,
     assert sidecar["image"] == inference["containers"][0]["image"]
     assert sidecar["resources"]["limits"]["nvidia.com/gpu"] == (
         inference["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
-    assert pod["containers"][0]["image"].endswith("/medgo/trainer:1.0.0")
+    assert TRAINER_IMAGE.fullmatch(pod["containers"][0]["image"])
 
 
 def test_the_trainer_role_allows_running_and_following_the_loops_jobs(
@@ -244,3 +210,29 @@ def test_prod_inference_serves_every_adapter_the_loop_promotes(rendered: dict) -
     assert recipe.max_serving_rank is not None
     assert int(_config(rendered, "inference-")["MEDGO_INFERENCE_MAX_LORA_RANK"]) >= (
         recipe.max_serving_rank)
+
+
+def test_the_jobs_pods_are_what_the_network_policies_expect(
+    rendered: dict, job_objects: list[dict], eval_job: dict, netpol
+) -> None:
+    """The run-time pods test_reachability.py places by label are the ones the executor
+    builds: prod's policies let master and workers rendezvous, keep the gateway out,
+    and keep training pods away from the evaluation pod's vLLM."""
+    import ipaddress
+
+    objects = rendered["prod-a100"]
+    job = job_objects[-1]
+    master, worker = (
+        netpol.Pod(f"PyTorchJob/{job['metadata']['name']} {role}", "medgo",
+                   spec["template"]["metadata"]["labels"])
+        for role, spec in job["spec"]["pytorchReplicaSpecs"].items())
+    (evaluation,) = netpol.pods_of([eval_job])
+    gateway = next(p for p in netpol.pods_of(objects) if p.name == "Deployment/gateway")
+    network = next(o for o in objects if o["kind"] == "ConfigMap"
+                   and o["metadata"]["name"] == "cluster-network")["data"]
+    cluster = netpol.Cluster(netpol.network_policies(objects),
+                             [master, worker, evaluation, gateway],
+                             pod_network=ipaddress.ip_network(network["pod-cidr"]))
+    assert cluster.allows(master, worker, 29500) and cluster.allows(worker, master, 29500)
+    assert not cluster.allows(gateway, master, 29500)
+    assert not cluster.allows(master, evaluation, 8001)

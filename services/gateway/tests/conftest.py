@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from medgo_common.supervise import free_port
 from medgo_gateway.app import create_app
 from medgo_gateway.policy.auth import Role, add_key
 from medgo_gateway.settings import GatewaySettings
@@ -31,12 +32,6 @@ from medgo_gateway.settings import GatewaySettings
 BOOT_TIMEOUT_S = 60
 FEEDBACK_TOKEN = "gateway-test-token"
 READER_TOKEN = "reader-test-token"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1) -> None:

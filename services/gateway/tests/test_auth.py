@@ -56,7 +56,7 @@ def test_health_is_anonymous(make_settings, serve):
         assert httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/healthz").json() == {"status": "ok"}
         ready = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/readyz")
         assert ready.status_code == 503  # no inference behind this gateway
-        assert "stable inference backend" in ready.json()["reason"]
+        assert "no stable inference replica" in ready.json()["reason"]
         assert (
             "medgo_gateway_spool_depth"
             in httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/metrics").text
@@ -82,21 +82,13 @@ def test_roles(make_settings, serve, keys):
                 timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth(role)
             )
             assert _envelope(r, 403, "insufficient_role")["type"] == "permission_error"
+        r = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth("ops"))
+        routing = r.json()
+        assert routing["serving"] is False and routing["base_canary_weight"] is None
+        assert [rep["url"] for rep in routing["pools"]["stable"]] == ["http://127.0.0.1:9"]
+        # The weight lives in the serving manifest, not in one replica's memory.
         r = httpx.put(url + "/admin/routing", json={"canary_weight": 0.5}, headers=keys.auth("ops"))
-        _envelope(r, 409, "no_canary")
-        r = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth("ops"))
-        assert r.json() == {"canary_configured": False, "canary_weight": 0.0}
-
-
-def test_ops_sets_canary_weight(make_settings, serve, keys):
-    with serve(make_settings(canary_url="http://127.0.0.1:9")) as url:
-        ops = keys.auth("ops")
-        r = httpx.put(url + "/admin/routing", json={"canary_weight": 0.25}, headers=ops)
-        assert r.json() == {"canary_configured": True, "canary_weight": 0.25}
-        r = httpx.put(url + "/admin/routing", json={"canary_weight": 2}, headers=keys.auth("ops"))
-        assert r.status_code == 400 and r.json()["error"]["param"] == "canary_weight"
-        r = httpx.get(timeout=MODEL_TIMEOUT_S, url=url + "/admin/routing", headers=keys.auth("ops"))
-        assert r.json()["canary_weight"] == 0.25
+        assert r.status_code == 405
 
 
 def test_keys_cli_stores_only_the_hash_and_the_server_picks_it_up(make_settings, serve, keys):

@@ -92,3 +92,12 @@ def test_check_reports_not_ready() -> None:
         result = launch("--check", port=str(port))
     assert result.returncode == 1
     assert result.stdout.startswith(f"not ready: http://127.0.0.1:{port} does not answer")
+
+
+def test_status_without_a_launcher_is_not_in_sync() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    result = launch("--status", status_port=str(port))
+    assert result.returncode == 1
+    assert result.stdout.startswith("no status: the launcher does not answer")

@@ -39,7 +39,7 @@ def test_medgo_tiny_on_cpu(tiny_model: Path) -> None:
         "--middleware", "medgo_inference.probes.ProbeAliasMiddleware",
         "--enable-lora",
         "--max-lora-rank", "16",
-        "--max-loras", "1",
+        "--max-loras", "2",
         "--lora-modules", f"medgo-tiny-sft={sft}",
     ]  # fmt: skip
 
@@ -100,7 +100,25 @@ def test_cpu_env_sets_kv_cache_and_binding(tiny_model: Path) -> None:
         "TRANSFORMERS_OFFLINE": "1",
         "VLLM_CPU_KVCACHE_SPACE": "2",
         "VLLM_CPU_OMP_THREADS_BIND": "0-1",
+        "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True",  # the manifest is followed at run time
     }
+
+
+def test_api_key_goes_to_vllm_through_the_environment_only(tiny_model: Path) -> None:
+    s = InferenceSettings(manifest=tiny_model / "serving.json", api_key="sk-secret")
+    plan = resolve_plan(s, CPU)
+    assert build_env(plan, s, {"VLLM_API_KEY": "inherited"})["VLLM_API_KEY"] == "sk-secret"
+    assert not any("sk-secret" in arg for arg in build_argv(plan, s))
+    none = InferenceSettings(manifest=tiny_model / "serving.json", api_key="")
+    assert "VLLM_API_KEY" not in build_env(plan, none, {"VLLM_API_KEY": "inherited"})
+
+
+def test_explicit_checkpoint_is_not_followed(qwen72b_model: Path) -> None:
+    s = InferenceSettings(base_model=qwen72b_model / "qwen2-72b")
+    plan = resolve_plan(s, A100)
+    assert plan.watched_manifest is None
+    assert "--enable-lora" not in build_argv(plan, s)
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in build_env(plan, s, {})
 
 
 def test_gpu_env_has_no_cpu_knobs(qwen72b_model: Path) -> None:

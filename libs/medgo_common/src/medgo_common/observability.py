@@ -108,8 +108,13 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-def health_router(registry: CollectorRegistry, readiness: ReadinessCheck) -> APIRouter:
-    """`/healthz`, `/readyz` and `/metrics`; unauthenticated by design (probes, scrapers)."""
+def health_router(
+    registry: CollectorRegistry, readiness: ReadinessCheck, *, metrics: bool = True
+) -> APIRouter:
+    """`/healthz`, `/readyz` and `/metrics`; unauthenticated by design (probes, scrapers).
+
+    `metrics=False` leaves `/metrics` out, for an app that serves it on a port of its own.
+    """
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -123,8 +128,10 @@ def health_router(registry: CollectorRegistry, readiness: ReadinessCheck) -> API
             return JSONResponse({"status": "ready"})
         return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)
 
-    @router.get("/metrics", response_class=PlainTextResponse)  # documents text/plain
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @router.get("/metrics", response_class=PlainTextResponse)  # documents text/plain
+        async def metrics_text() -> Response:
+            return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

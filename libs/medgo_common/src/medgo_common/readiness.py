@@ -14,10 +14,15 @@ from collections.abc import Callable
 import httpx
 
 
-def check_ready(base_url: str, served_model_name: str, timeout_s: float = 5.0) -> str | None:
-    """None when ready, else a short reason (for a probe's output or a failure message)."""
+def check_ready(
+    base_url: str, served_model_name: str, timeout_s: float = 5.0, api_key: str | None = None
+) -> str | None:
+    """None when ready, else a short reason (for a probe's output or a failure message).
+
+    `api_key`: the server's bearer key, when it requires one (vLLM guards /v1)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        resp = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s)
+        resp = httpx.get(f"{base_url.rstrip('/')}/v1/models", timeout=timeout_s, headers=headers)
     except httpx.HTTPError as exc:
         return f"{base_url} does not answer ({type(exc).__name__})"
     if resp.status_code != 200:

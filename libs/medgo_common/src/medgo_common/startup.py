@@ -11,10 +11,19 @@ import socket
 import sys
 from typing import NoReturn, TypeVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+class ServerSettings(BaseSettings):
+    """The fields every MedGo HTTP server has; a service's settings class subclasses it
+    and redeclares `port` with its own default (gateway 8000, feedback 8002)."""
+
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(0, ge=0, le=65535, description="port to listen on")
+    log_level: str = Field("INFO", description="log level of the JSON logs")
 
 
 class StartupError(Exception):

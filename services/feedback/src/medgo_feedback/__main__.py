@@ -20,7 +20,7 @@ from sqlalchemy import exc as sa_exc
 from uvicorn.supervisors import Multiprocess
 
 from medgo_feedback.app import create_app
-from medgo_feedback.db import safe_url, upgrade_to_head
+from medgo_feedback.db import describe_db_error, upgrade_to_head
 from medgo_feedback.settings import FeedbackSettings
 
 
@@ -50,9 +50,8 @@ def _migrate(settings: FeedbackSettings) -> None:
     try:
         upgrade_to_head(settings)
     except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0][:200]
         raise StartupError(
-            f"cannot reach the feedback database {safe_url(settings)} ({reason}); start it "
+            f"cannot reach the feedback database {describe_db_error(settings, exc)}; start it "
             "or fix MEDGO_FEEDBACK_DATABASE_URL"
         ) from None
 

@@ -67,10 +67,12 @@ def _install_store_errors(app: FastAPI) -> None:
         return error_response(409, str(exc), code="idempotency_key_reused", param="idempotency_key")
 
     @app.exception_handler(sa_exc.IntegrityError)
-    async def _race(_: Request, __: sa_exc.IntegrityError) -> JSONResponse:
+    async def _race(request: Request, __: sa_exc.IntegrityError) -> JSONResponse:
+        _count_write_error(request, "conflict")
         return error_response(409, "a concurrent write conflicted; retry", code="write_conflict")
 
-    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        _count_write_error(request, "unavailable")
         return error_response(
             503,
             "the feedback database is unavailable; nothing was written, retry later",
@@ -80,3 +82,10 @@ def _install_store_errors(app: FastAPI) -> None:
 
     for error in (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError):
         app.add_exception_handler(error, _unavailable)
+
+
+def _count_write_error(request: Request, reason: str) -> None:
+    """Count database failures of writes (POST/PUT/PATCH/DELETE) for the alert
+    MedgoFeedbackWriteErrors; a failed read (stats, exports) is the caller's 503 only."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        request.app.state.metrics.write_errors.labels(reason=reason).inc()

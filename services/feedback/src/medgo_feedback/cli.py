@@ -19,7 +19,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import exc as sa_exc
 
 from medgo_feedback import store
-from medgo_feedback.db import build_engine, build_sessionmaker, safe_url, upgrade_to_head
+from medgo_feedback.db import (
+    build_engine,
+    build_sessionmaker,
+    describe_db_error,
+    safe_url,
+    upgrade_to_head,
+)
 from medgo_feedback.exports import ExportKind, jsonl_chunks, stream_export
 from medgo_feedback.exports.query import ExportFilter
 from medgo_feedback.settings import FeedbackSettings
@@ -115,10 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             return _export(args, settings)
         return _purge(args, settings)
     except (sa_exc.OperationalError, sa_exc.ProgrammingError) as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0][:200]
         raise SystemExit(
-            f"medgo-feedback-admin: database error on {safe_url(settings)} ({reason}); check "
-            "MEDGO_FEEDBACK_DATABASE_URL and run `medgo-feedback-admin migrate`"
+            f"medgo-feedback-admin: database error on {describe_db_error(settings, exc)}; "
+            "check MEDGO_FEEDBACK_DATABASE_URL and run `medgo-feedback-admin migrate`"
         ) from None
 
 

@@ -78,6 +78,13 @@ def safe_url(settings: FeedbackSettings) -> str:
     return make_url(settings.database_url).render_as_string(hide_password=True)
 
 
+def describe_db_error(settings: FeedbackSettings, exc: Exception) -> str:
+    """`<masked URL> (<first line of the driver's message>)` for a one-line error."""
+    orig = getattr(exc, "orig", None)
+    reason = str(orig or exc).strip().splitlines()[0][:200]
+    return f"{safe_url(settings)} ({reason})"
+
+
 def alembic_config(settings: FeedbackSettings) -> Config:
     """Alembic's config without an ini file; `env.py` takes the settings from here."""
     config = Config()

@@ -19,6 +19,18 @@ class FeedbackMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.write_errors = Counter(
+            "medgo_feedback_write_errors_total",
+            "writes refused because of the database, by reason (unavailable, conflict)",
+            ["reason"],
+            registry=registry,
+        )
+        self.exports = Counter(
+            "medgo_feedback_exports_total",
+            "exports started, by kind and calling service (the audit trail's who, as a metric)",
+            ["kind", "caller"],
+            registry=registry,
+        )
         self.export_rows = Counter(
             "medgo_feedback_export_rows_total",
             "rows streamed by exports, by kind (dpo, kto, sft)",

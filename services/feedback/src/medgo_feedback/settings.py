@@ -12,23 +12,22 @@ from typing import Annotated
 
 from medgo_common.paths import default_var_dir
 from medgo_common.service_auth import parse_service_tokens
+from medgo_common.startup import ServerSettings
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 
 def _default_database_url() -> str:
     return f"sqlite:///{default_var_dir() / 'feedback.db'}"
 
 
-class FeedbackSettings(BaseSettings):
+class FeedbackSettings(ServerSettings):
     """Feedback service configuration; field descriptions double as the docs' table."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_FEEDBACK_", extra="ignore")
 
     # -- serving
-    host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8002, ge=0, le=65535, description="port to listen on")
-    log_level: str = Field("INFO", description="log level of the JSON logs")
     workers: int = Field(
         1, ge=1, description="uvicorn worker processes; more than 1 needs PostgreSQL"
     )

@@ -9,7 +9,7 @@ reach the spool before closing it.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from medgo_common.observability import RequestIdMiddleware, health_router
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
+from medgo_gateway.edge import StrictTransportSecurity, metrics_server
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
@@ -26,12 +27,37 @@ from medgo_gateway.policy.ratelimit import RateLimiter
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.recorder import Recorder
+from medgo_gateway.replicas import ReplicaPool, ReplicaSource, split_urls
 from medgo_gateway.routes import admin, chat, feedback, models, session
 from medgo_gateway.routes.ui import mount_ui
+from medgo_gateway.routing import ManifestRouting
 from medgo_gateway.settings import GatewaySettings
 from medgo_gateway.spool import Spool
 from medgo_gateway.state import GatewayState
-from medgo_gateway.upstream import Upstream
+from medgo_gateway.upstream import CANARY, STABLE, Upstream
+
+
+def build_upstream(settings: GatewaySettings, client: httpx.AsyncClient) -> Upstream:
+    """Replica pools (the stable one, and a base-model canary if configured) + routing."""
+    key = settings.inference_api_key
+    headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
+
+    def pool(name: str, source: ReplicaSource) -> ReplicaPool:
+        return ReplicaPool(name=name, source=source, client=client, headers=headers,
+                           probe_timeout_s=settings.connect_timeout_s, eject_s=settings.eject_s)
+
+    pools = {STABLE: pool(STABLE, ReplicaSource(split_urls(settings.inference_url),
+                                                settings.inference_dns))}
+    if settings.canary_url:
+        pools[CANARY] = pool(CANARY, ReplicaSource(split_urls(settings.canary_url)))
+    return Upstream(
+        client=client,
+        pools=pools,
+        routing=ManifestRouting(settings.serving_manifest, settings.model_adapter),
+        canary_weight=settings.canary_weight,
+        refresh_s=settings.replica_refresh_s,
+        manifest_poll_s=settings.manifest_poll_s,
+    )
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -47,16 +73,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path)
+        edge = ExitStack()
+        if settings.metrics_port is not None:
+            edge.enter_context(metrics_server(settings.host, settings.metrics_port,
+                                              metrics.registry))
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            upstream = Upstream(
-                client=client,
-                stable_url=settings.inference_url,
-                canary_url=settings.canary_url,
-                canary_weight=settings.canary_weight,
-                adapter=settings.model_adapter,
-                models_cache_s=settings.models_cache_s,
-                probe_timeout_s=settings.connect_timeout_s,
-            )
+            upstream = build_upstream(settings, client)
+            await upstream.start()
             recorder = Recorder(
                 client=client,
                 feedback_url=settings.feedback_url,
@@ -97,22 +120,29 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             try:
                 yield
             finally:
+                await upstream.stop()
                 await recorder.stop()
                 spool.close()
+                edge.close()
 
+    docs = settings.api_docs
     app = FastAPI(
         title="MedGo gateway",
         version="0.1.0",
         description="The hospital's OpenAI-compatible entry point to MedGo.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app, validation_status=400)
 
     async def readiness() -> str | None:
         state: GatewayState | None = getattr(app.state, "gateway", None)
-        return "starting" if state is None else await state.upstream.readiness()
+        return "starting" if state is None else state.upstream.readiness()
 
-    app.include_router(health_router(metrics.registry, readiness))
+    app.include_router(
+        health_router(metrics.registry, readiness, metrics=settings.metrics_port is None))
     for router in (chat.router, models.router, feedback.router, admin.router, session.router):
         app.include_router(router)
     mount_ui(app)
@@ -120,4 +150,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                        on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    if settings.tls_certfile is not None:
+        app.add_middleware(StrictTransportSecurity)
     return app

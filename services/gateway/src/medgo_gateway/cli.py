@@ -49,11 +49,18 @@ def _serve() -> int:
             app = create_app(settings)
         except KeysFileError as exc:
             raise StartupError(f"{exc} (or set MEDGO_GATEWAY_API_KEYS_FILE)") from None
+        for path in (settings.tls_certfile, settings.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise StartupError(f"TLS file {path} not found; set MEDGO_GATEWAY_TLS_CERTFILE "
+                                   "and MEDGO_GATEWAY_TLS_KEYFILE to readable PEM files")
         sock = bind_socket(settings.host, settings.port, port_setting="MEDGO_GATEWAY_PORT")
     except StartupError as exc:
         return _fail(str(exc))
     configure_logging("gateway", settings.log_level)
-    config = uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=10)
+    config = uvicorn.Config(
+        app, log_config=None, timeout_graceful_shutdown=10,
+        ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 

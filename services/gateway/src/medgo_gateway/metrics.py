@@ -65,6 +65,11 @@ class GatewayMetrics:
             "medgo_gateway_spool_depth", "records and ratings waiting for the feedback service",
             registry=registry,
         )
+        self.spool_oldest_age = Gauge(
+            "medgo_gateway_spool_oldest_age_seconds",
+            "how long the oldest pending spooled item has waited (read at scrape time)",
+            registry=registry,
+        )
         self.spool_dead = Counter(
             "medgo_gateway_spool_rejected_total",
             "spooled items the feedback service refused as invalid (kept, not retried)",

@@ -70,6 +70,7 @@ class Recorder:
     # -- lifecycle
     async def start(self) -> None:
         self._set_depth(await asyncio.to_thread(self._spool.depth))
+        self._metrics.spool_oldest_age.set_function(self._spool.oldest_age)
         self._task = asyncio.create_task(self._run(), name="medgo-gateway-delivery")
         self._writer = asyncio.create_task(self._write_loop(), name="medgo-gateway-spooler")
 

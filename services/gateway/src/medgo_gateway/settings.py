@@ -10,39 +10,65 @@ from __future__ import annotations
 from pathlib import Path
 
 from medgo_common.paths import default_var_dir
+from medgo_common.startup import ServerSettings
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from medgo_gateway.replicas import split_urls
 
 
 def _default_state_dir() -> Path:
     return default_var_dir() / "gateway"
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(ServerSettings):
     """Gateway configuration; field descriptions double as the docs' settings table."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_GATEWAY_", extra="ignore")
 
     # -- serving
-    host: str = Field("127.0.0.1", description="interface to listen on")
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
-    log_level: str = Field("INFO", description="log level of the JSON logs")
 
-    # -- upstreams
+    # -- upstreams: inference replicas, routing (see upstream.py, replicas.py, routing.py)
     inference_url: str = Field(
-        "http://127.0.0.1:8001", description="stable inference backend (vLLM OpenAI server)"
+        "http://127.0.0.1:8001",
+        description="inference replicas (vLLM OpenAI servers): one URL or a comma-separated "
+        "list (local mode)",
     )
-    canary_url: str | None = Field(None, description="optional canary inference backend")
+    inference_dns: str | None = Field(
+        None,
+        description="`host:port` of the inference headless Service; its DNS A records are "
+        "the replicas (Kubernetes), re-resolved every replica_refresh_s; overrides "
+        "inference_url",
+    )
+    inference_api_key: SecretStr | None = Field(
+        None, description="bearer key inference (vLLM) requires; empty = none"
+    )
+    serving_manifest: Path | None = Field(
+        None,
+        description="serving manifest (stable adapter, canary adapter and weight), re-read "
+        "on change; the same file inference follows (a ConfigMap in Kubernetes)",
+    )
+    manifest_poll_s: float = Field(1.0, gt=0, description="how often the manifest is re-read")
+    replica_refresh_s: float = Field(
+        2.0, gt=0, description="how often replicas are re-discovered and their /v1/models read"
+    )
+    eject_s: float = Field(
+        5.0, gt=0, description="first back-off of a failing replica (doubles, at most 60 s)"
+    )
+    canary_url: str | None = Field(
+        None,
+        description="replicas of a base-model canary (a separate Deployment on a new base): "
+        "one URL or a comma-separated list",
+    )
     canary_weight: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of conversations routed to the canary"
+        0.0, ge=0.0, le=1.0,
+        description="share of conversations routed to the base-model canary replicas",
     )
     model_adapter: str | None = Field(
         None,
-        description="adapter the public name `medgo` maps to; default: the first adapter "
-        "the backend lists (the manifest's default), else the base model",
-    )
-    models_cache_s: float = Field(
-        10.0, gt=0, description="how long a backend's /v1/models answer is reused"
+        description="without a serving manifest: the adapter the public name `medgo` maps "
+        "to; default: the first adapter a replica lists, else the base model",
     )
     connect_timeout_s: float = Field(
         3.0, gt=0, description="upstream connect timeout, and the whole /v1/models probe"
@@ -99,6 +125,24 @@ class GatewaySettings(BaseSettings):
         512, ge=1, description="max_tokens sent upstream when the client gives none"
     )
 
+    # -- edge (docs/operations.md, "TLS at the edge")
+    tls_certfile: Path | None = Field(
+        None,
+        description="PEM certificate chain: with tls_keyfile the API port speaks HTTPS and "
+        "every answer carries HSTS",
+    )
+    tls_keyfile: Path | None = Field(None, description="PEM private key of tls_certfile")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="serve /metrics on this plain-HTTP port instead of the API port, so a "
+        "load balancer in front of the API never exposes it",
+    )
+    api_docs: bool = Field(
+        True,
+        description="serve /docs and /openapi.json (Swagger UI loads from a CDN: turn off "
+        "on an offline network)",
+    )
+
     # -- privacy
     redact_prompts: bool = Field(
         False, description="also redact PHI from prompts before they reach the model"
@@ -109,10 +153,34 @@ class GatewaySettings(BaseSettings):
     def _strip_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
 
+    @field_validator("inference_url", "canary_url")
+    @classmethod
+    def _url_list(cls, value: str | None) -> str | None:
+        if value:
+            split_urls(value)
+        return value or None
+
+    @field_validator("inference_dns")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value and not value.rpartition(":")[2].isdigit():
+            raise ValueError("must be `host:port`, e.g. inference-headless:8001")
+        return value or None
+
+    @field_validator("inference_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return value or None
+
     @model_validator(mode="after")
     def _check(self) -> GatewaySettings:
         if self.default_max_tokens > self.max_tokens:
             raise ValueError("default_max_tokens must not exceed max_tokens")
         if self.canary_weight > 0 and not self.canary_url:
             raise ValueError("canary_weight > 0 needs MEDGO_GATEWAY_CANARY_URL")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set MEDGO_GATEWAY_TLS_CERTFILE and MEDGO_GATEWAY_TLS_KEYFILE "
+                             "together")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ValueError("MEDGO_GATEWAY_METRICS_PORT must differ from MEDGO_GATEWAY_PORT")
         return self

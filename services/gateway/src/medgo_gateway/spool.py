@@ -108,6 +108,15 @@ class Spool:
                 (reason[:500], seq),
             )
 
+    def oldest_age(self) -> float:
+        """Seconds the oldest pending item has waited (0 when none): a spool that only
+        grows old, not deep, still means ratings are not reaching training."""
+        with self._lock:
+            (created,) = self._db.execute(
+                "SELECT MIN(created) FROM spool WHERE rejected IS NULL"
+            ).fetchone()
+        return 0.0 if created is None else max(0.0, time.time() - created)
+
     def depth(self) -> int:
         with self._lock:
             (count,) = self._db.execute(

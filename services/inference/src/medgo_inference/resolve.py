@@ -46,6 +46,9 @@ class ServePlan:
     max_lora_rank: int
     max_loras: int
     gpu_memory_utilization: float
+    # The manifest the launcher follows at run time (adapters loaded and unloaded without
+    # a restart); None when the checkpoint was given explicitly or watching is off.
+    watched_manifest: Path | None = None
 
     @property
     def default_adapter(self) -> str | None:
@@ -152,4 +155,7 @@ def resolve_plan(settings: InferenceSettings, hardware: Hardware) -> ServePlan:
         max_lora_rank=settings.max_lora_rank,
         max_loras=settings.max_loras,
         gpu_memory_utilization=settings.gpu_memory_utilization,
+        watched_manifest=settings.manifest
+        if settings.base_model is None and settings.watch_manifest
+        else None,
     )

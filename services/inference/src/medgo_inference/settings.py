@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from medgo_common.paths import default_model_dir
 from medgo_common.schemas.serving import LORA_RANKS, SERVED_MODEL_NAME, parse_adapters
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -60,13 +60,39 @@ class InferenceSettings(BaseSettings):
         description="Sequences per engine step (the bounded queue); None = 16 CPU / 256 GPU.",
     )
     max_lora_rank: int = 16
-    max_loras: int = Field(default=1, ge=1, le=64, description="LoRAs active in one batch.")
+    max_loras: int = Field(
+        default=2, ge=1, le=64,
+        description="LoRAs active in one batch: 2 lets the stable and the canary share one.",
+    )
     gpu_memory_utilization: float = Field(default=0.90, gt=0.0, le=1.0)
     cpu_kvcache_gib: int = Field(default=1, ge=1, description="VLLM_CPU_KVCACHE_SPACE (GiB).")
     cpu_omp_threads_bind: str = Field(
         default="auto",
         min_length=1,
         description="VLLM_CPU_OMP_THREADS_BIND: cores for the CPU worker, e.g. `0-1`.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key vLLM requires on /v1 (handed over as VLLM_API_KEY, never "
+        "argv); empty = none (local default). The gateway sends it.",
+    )
+    watch_manifest: bool = Field(
+        default=True,
+        description="Keep vLLM's LoRA adapters in step with the manifest at run time.",
+    )
+    manifest_poll_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the manifest file is re-read."
+    )
+    unload_grace_s: float = Field(
+        default=10.0, ge=0, le=600,
+        description="Wait between loading a manifest's new adapters and unloading the "
+        "dropped ones, so every gateway has switched first (> gateway manifest_poll_s + "
+        "replica_refresh_s).",
+    )
+    status_port: int = Field(
+        default=8011, ge=0, le=65535,
+        description="Port of the launcher's /status (adapter sync, JSON) and /metrics; "
+        "0 = off.",
     )
     extra_args: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -78,6 +104,11 @@ class InferenceSettings(BaseSettings):
     def _parse_adapters(cls, value: object) -> object:
         """`name=path,name2=path2` (the env form, `ServeRequest`'s) → mapping."""
         return parse_adapters(value) if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return value or None
 
     @field_validator("extra_args", mode="before")
     @classmethod

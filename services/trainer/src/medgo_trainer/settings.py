@@ -7,7 +7,7 @@ instance instead of sharing an import-time singleton.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from medgo_common.paths import default_data_dir, default_model_dir, default_var_dir
 from medgo_common.service_auth import parse_service_tokens
@@ -46,12 +46,50 @@ class TrainerSettings(BaseSettings):
     # Kubernetes executor (medgo-train submit --executor k8s).
     k8s_image: str = "registry.local/medgo/trainer:0.1.0"
     k8s_namespace: str = "medgo"
+    inference_api_key: SecretStr | None = Field(
+        default=None,
+        description="Bearer key of the vLLM the feedback loop evaluates on (Kubernetes: "
+                    "Secret inference-api-key); unset for the local temporary server.",
+    )
     k8s_inference_image: str = Field(
         default="registry.local/medgo/inference:0.1.0",
         description="vLLM sidecar of the feedback loop's evaluation Job (`loop --executor k8s`).",
     )
+    k8s_job_api: Literal["trainjob", "pytorchjob"] = Field(
+        default="trainjob",
+        description="Training jobs as Kubeflow Trainer v2 TrainJobs, or Training Operator v1 "
+                    "PyTorchJobs (clusters still on it).",
+    )
+    k8s_runtime: str = Field(
+        default="medgo-torch-deepspeed",
+        description="The TrainingRuntime a TrainJob references (components/training-runtime).",
+    )
+    k8s_node_resources: dict[str, str] = Field(
+        default_factory=dict,
+        description='More resources per training node, as JSON, e.g. {"rdma/ib": "1"} '
+                    "(components/infiniband).",
+    )
+    # Checkpoint registry (training/registry.py).
+    registry_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the checkpoint registry: postgresql://... in "
+                    "production; unset = SQLite <model_dir>/registry.sqlite3.",
+    )
+    registry_schema: str = Field(
+        default="medgo_registry", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL schema of the registry's tables (created if missing).",
+    )
 
     _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
+
+    @field_validator("registry_url")
+    @classmethod
+    def _psycopg_driver(cls, value: str | None) -> str | None:
+        """Route PostgreSQL through psycopg 3, whatever scheme the operator pasted."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value and value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix):]
+        return value
 
     @property
     def serving_manifest(self) -> Path:

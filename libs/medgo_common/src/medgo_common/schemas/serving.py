@@ -1,16 +1,24 @@
-"""The serving manifest: which checkpoint inference serves.
+"""The serving manifest: which base model and LoRA adapters inference serves, and the canary.
 
-The trainer's `promote` writes it; the inference launcher reads it. It is the only
-contract between the two, so it lives here.
+The trainer's `promote` writes it (locally `var/models/serving.json`; in Kubernetes ops
+edit it in the `serving-manifest` ConfigMap). Every inference replica keeps vLLM's loaded
+adapters in step with it, and every gateway replica reads the canary weight from it, so
+one file is the whole routing state: no replica holds routing in its memory only.
+
+- `adapters[0]` is the **stable** adapter (what `medgo` means); the others are loaded too.
+- `canary` (optional) names a **candidate** among `adapters` and the share of
+  conversations, in [0, 1], that go to it. Files written before the canary existed (no
+  `canary` key) mean "stable only", so every older manifest stays valid.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 SERVED_MODEL_NAME = "medgo"
 
@@ -24,11 +32,43 @@ class AdapterRef(BaseModel):
     path: str
 
 
+class Canary(BaseModel):
+    """A candidate adapter served to `weight` of the conversations (sticky per conversation)."""
+
+    adapter: str = Field(min_length=1, description="name of one of the manifest's adapters")
+    weight: float = Field(ge=0.0, le=1.0, description="share of conversations, 0 to 1")
+
+
 class ServingManifest(BaseModel):
     checkpoint_id: str = Field(min_length=1)
     base_model: str = Field(min_length=1, description="HF model directory or hub-style id")
     adapters: list[AdapterRef] = Field(default_factory=list)
+    canary: Canary | None = None
     updated_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @model_validator(mode="after")
+    def _check_adapters(self) -> ServingManifest:
+        names = [a.name for a in self.adapters]
+        if len(set(names)) != len(names):
+            raise ValueError(f"adapter names must be unique, got {names}")
+        if self.canary is not None:
+            if self.canary.adapter not in names:
+                raise ValueError(f"canary adapter {self.canary.adapter!r} is not one of the "
+                                 f"manifest's adapters {names}")
+            if self.canary.adapter == names[0]:
+                raise ValueError(f"canary adapter {self.canary.adapter!r} is the stable "
+                                 "adapter (adapters[0]); name another one")
+        return self
+
+    @property
+    def stable_adapter(self) -> str | None:
+        """What the public name `medgo` maps to; None serves the bare base model."""
+        return self.adapters[0].name if self.adapters else None
+
+    @property
+    def canary_adapter(self) -> str | None:
+        """The candidate while its weight is above 0, else None."""
+        return self.canary.adapter if self.canary and self.canary.weight > 0 else None
 
     @classmethod
     def load(cls, path: Path) -> ServingManifest:
@@ -38,8 +78,21 @@ class ServingManifest(BaseModel):
         """Atomic replace, so a launcher never reads a half-written manifest."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.model_dump(mode="json"), indent=2), encoding="utf-8")
+        data = self.model_dump(mode="json", exclude_none=True)
+        tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
         tmp.replace(path)
+
+
+def read_manifest(path: Path) -> tuple[str, ServingManifest]:
+    """(content hash, manifest) of the file at `path`, following symlinks.
+
+    Watchers compare the hash, not the mtime: a Kubernetes ConfigMap volume updates a
+    file by swapping the `..data` symlink to a new directory, which leaves the mtime of
+    the path itself meaningless, and hashing a few hundred bytes costs nothing.
+    Raises OSError, UnicodeDecodeError or pydantic's ValidationError.
+    """
+    raw = path.read_bytes()
+    return hashlib.sha256(raw).hexdigest()[:16], ServingManifest.model_validate_json(raw)
 
 
 # --- The trainer → inference process contract --------------------------------------

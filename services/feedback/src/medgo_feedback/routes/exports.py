@@ -46,6 +46,7 @@ def get_export(
         batch_rows=settings.export_batch_rows,
     )
     first = next(rows, None)
+    metrics.exports.labels(kind=kind.value, caller=caller).inc()  # audited once it started
     counted = _counted(chain([first], rows) if first is not None else iter(()), metrics, kind)
     return StreamingResponse(
         jsonl_chunks(counted),

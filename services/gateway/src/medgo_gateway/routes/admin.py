@@ -1,14 +1,21 @@
-"""Ops-only routing control: the canary weight for a checkpoint rollout."""
+"""Ops-only view of routing: the serving manifest in force and every replica's state.
+
+There is no `PUT`: the canary weight lives in the serving manifest (the ConfigMap every
+gateway and inference replica mounts), which ops change with kubectl (docs/operations.md,
+"Adapter rollout and rollback"). A weight set through one gateway replica's API would
+reach one replica of several and be lost on its restart.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends
 from medgo_common.errors import ErrorResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from medgo_gateway.deps import StateDep, require_role
 from medgo_gateway.policy.auth import Role
-from medgo_gateway.upstream import CANARY
 
 router = APIRouter(
     prefix="/admin",
@@ -18,31 +25,14 @@ router = APIRouter(
 )
 
 
-class RoutingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    canary_weight: float = Field(ge=0.0, le=1.0, description="share of conversations")
-
-
 class RoutingOut(BaseModel):
-    canary_configured: bool
-    canary_weight: float
-
-
-def _routing(state) -> RoutingOut:
-    return RoutingOut(
-        canary_configured=CANARY in state.upstream.urls,
-        canary_weight=state.upstream.canary_weight,
-    )
+    manifest: dict[str, Any]
+    pools: dict[str, list[dict[str, Any]]]
+    base_canary_weight: float | None
+    serving: bool  # a replica serves the stable adapter (this gateway is ready)
 
 
 @router.get("/routing", response_model=RoutingOut)
 async def get_routing(state: StateDep) -> RoutingOut:
-    return _routing(state)
-
-
-@router.put("/routing", response_model=RoutingOut, responses={409: {"model": ErrorResponse}})
-async def set_routing(body: RoutingIn, state: StateDep) -> RoutingOut:
-    """Change the canary weight (in memory; the configured weight returns on restart)."""
-    state.upstream.set_canary_weight(body.canary_weight)
-    return _routing(state)
+    """The manifest this gateway routes by, and what each replica serves right now."""
+    return RoutingOut(**state.upstream.describe(), serving=state.upstream.readiness() is None)

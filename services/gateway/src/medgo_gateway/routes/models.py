@@ -7,7 +7,6 @@ from medgo_common.schemas.openai import ModelCard, ModelList
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
 
 from medgo_gateway.deps import CallerDep, StateDep
-from medgo_gateway.upstream import STABLE
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -15,5 +14,5 @@ router = APIRouter(prefix="/v1", tags=["models"])
 @router.get("/models", response_model=ModelList)
 async def list_models(_: CallerDep, state: StateDep) -> ModelList:
     """Clients ask for `medgo`; `root` names the stable checkpoint that answers."""
-    target = await state.upstream.resolve(STABLE)
+    target = state.upstream.stable_target()
     return ModelList(data=[ModelCard(id=SERVED_MODEL_NAME, root=target.checkpoint)])

@@ -103,7 +103,8 @@ def _add_registry(subparsers: argparse._SubParsersAction) -> None:
     """`medgo-train registry {list,show,add}` and `medgo-train promote`."""
     registry = subparsers.add_parser(
         "registry", help="list, show or add registered checkpoints",
-        description="Checkpoints with lineage, under MEDGO_TRAINER_MODEL_DIR.",
+        description="Checkpoints with lineage, in MEDGO_TRAINER_REGISTRY_URL (default: SQLite "
+                    "under MEDGO_TRAINER_MODEL_DIR).",
         epilog="examples:\n  medgo-train registry list\n  medgo-train registry show "
                "medgo-tiny-dpo-1a2b\n  medgo-train registry add --id medgo-tiny-dpo-1a2b "
                "--run var/runs/dpo --parent medgo-tiny-sft",
@@ -111,18 +112,18 @@ def _add_registry(subparsers: argparse._SubParsersAction) -> None:
     actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("list", help="every checkpoint, oldest first").set_defaults(
         handler=lambda args, settings: [c.to_dict() for c in
-                                        Registry(settings.model_dir).checkpoints()])
+                                        Registry.from_settings(settings).checkpoints()])
     show = actions.add_parser("show", help="one checkpoint and its lineage")
     show.add_argument("checkpoint_id")
     show.set_defaults(handler=lambda args, settings: [
-        c.to_dict() for c in Registry(settings.model_dir).lineage(args.checkpoint_id)])
+        c.to_dict() for c in Registry.from_settings(settings).lineage(args.checkpoint_id)])
     add = actions.add_parser("add", help="register a finished stage run as a candidate")
     add.add_argument("--id", required=True, dest="checkpoint_id",
                      help="checkpoint id = the adapter name inference will serve")
     add.add_argument("--run", required=True, type=Path, help="the stage's --out directory")
     add.add_argument("--parent", help="the checkpoint this one was trained from")
     add.set_defaults(handler=lambda args, settings: register_run(
-        Registry(settings.model_dir), args.checkpoint_id, args.run, args.parent).to_dict())
+        Registry.from_settings(settings), args.checkpoint_id, args.run, args.parent).to_dict())
 
     promote = subparsers.add_parser(
         "promote", help="gate a candidate on its evaluation, then serve it",
@@ -140,7 +141,7 @@ def _add_registry(subparsers: argparse._SubParsersAction) -> None:
 
 def _promote(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, Any]:
     gate = report_gate(args.report, args.baseline_report, args.policy)
-    promoted = Registry(settings.model_dir).promote(
+    promoted = Registry.from_settings(settings).promote(
         args.checkpoint_id, gate=gate, manifest_path=settings.serving_manifest)
     return {"promoted": promoted.to_dict(), "manifest": str(settings.serving_manifest)}
 
@@ -183,8 +184,7 @@ def _submit(args: argparse.Namespace, settings: TrainerSettings) -> Any:
         return {"exit_code": code, "log": str(log_path), "out_dir": str(args.out)}
     if not args.name:
         raise SystemExit("medgo-train submit: --name is required with --executor k8s")
-    cluster = k8s.ClusterSpec(image=settings.k8s_image, namespace=settings.k8s_namespace,
-                              nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    cluster = k8s.cluster_spec(settings, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     objects = k8s.build_job(recipe, recipe_name=args.recipe, name=args.name, cluster=cluster,
                             overrides=args.overrides)
     if args.print_only:

@@ -1,20 +1,23 @@
 """The checkpoint registry: lineage and status of every checkpoint the trainer made.
 
-One SQLite file under the model directory (`<model_dir>/registry.sqlite3`), so the
-CLI, the job API and a weekly CronJob on a shared volume see the same history without
-a server. Each checkpoint records where it came from (parent, base model, the SHA-256
-of its training data, the resolved recipe) and what it scored (metrics), and moves
-candidate → promoted → retired. `promote` is the only way to change what inference
-serves: it runs the evaluation gate first and, only when it passes, writes the
-`ServingManifest` the inference launcher reads and retires the previous promotion —
-in one transaction, so a failed gate or write leaves both the registry and the
-manifest as they were.
+Each checkpoint records where it came from (parent, base model, the SHA-256 of its
+training data, the resolved recipe) and what it scored (metrics), and moves candidate →
+promoted → retired. The registry is a database (`registry_db.py`): SQLite under the
+model directory locally (`<model_dir>/registry.sqlite3`), PostgreSQL in production
+(`MEDGO_TRAINER_REGISTRY_URL`, its own schema on the feedback database server), so the
+CLI, the job API and the weekly CronJob share one transactional history.
+
+`promote` is the only way to change what inference serves: in one transaction it locks
+the promotion pointer, runs the evaluation gate against the checkpoint promoted now,
+and only when it passes writes the `ServingManifest` the inference launcher reads,
+swaps the pointer (compare-and-swap) and retires the previous promotion. So a failed
+gate or write leaves both the registry and the manifest as they were, and two
+promotions at once are gated one after the other, never both against the same baseline.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,24 +28,12 @@ from typing import Any
 
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
 from medgo_trainer.evaluation.gate import GateDecision
-
-REGISTRY_FILE = "registry.sqlite3"
-_BY_ID = "SELECT * FROM checkpoints WHERE id = ?"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS checkpoints (
-    id TEXT PRIMARY KEY,
-    parent TEXT REFERENCES checkpoints(id),
-    base TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    path TEXT NOT NULL,
-    data_sha256 TEXT NOT NULL,
-    recipe TEXT NOT NULL,
-    metrics TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    status TEXT NOT NULL
-)
-"""
+from medgo_trainer.settings import TrainerSettings
+from medgo_trainer.training import registry_db
+from medgo_trainer.training.registry_db import checkpoints as _T
+from medgo_trainer.training.registry_db import promotion as _P
+from sqlalchemy import Connection, Row, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 
 class Status(StrEnum):
@@ -88,28 +79,29 @@ class GateFailedError(RegistryError):
 
 
 class Registry:
-    """Registry operations over one SQLite file; cheap to construct per call."""
+    """Registry operations on one database; cheap to construct per call (the engine is
+    the process's, built and migrated on first use)."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, url: str | None = None,
+                 schema: str = registry_db.DEFAULT_SCHEMA) -> None:
         self.model_dir = model_dir
-        self.path = model_dir / REGISTRY_FILE
+        self.url = url or registry_db.sqlite_url(model_dir)
+        self.schema = schema
+
+    @classmethod
+    def from_settings(cls, settings: TrainerSettings) -> Registry:
+        """The registry the settings name: `registry_url`, else SQLite in `model_dir`."""
+        return cls(settings.model_dir, settings.registry_url, settings.registry_schema)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection in autocommit mode; an explicit BEGIN is committed on success."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(_SCHEMA)
+    def _transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction, committed on success; `write` takes SQLite's write lock first."""
+        if self.url.startswith("sqlite:"):
+            self.model_dir.mkdir(parents=True, exist_ok=True)
+        engine = registry_db.engine_for(self.url, self.schema)
+        mode = {registry_db.SQLITE_BEGIN: "IMMEDIATE" if write else "DEFERRED"}
+        with engine.connect().execution_options(**mode) as conn, conn.begin():
             yield conn
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.close()
 
     def register(
         self,
@@ -126,33 +118,38 @@ class Registry:
         """Record a new candidate; its parent (if any) must already be registered."""
         AdapterRef(name=checkpoint_id, path=str(path))  # ids are served as adapter names
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        row = (checkpoint_id, parent, base, stage, str(path), data_sha256,
-               json.dumps(recipe, sort_keys=True, default=str), json.dumps(metrics or {}),
-               created, Status.candidate.value)
-        with self._connect() as conn:
-            if parent is not None and not _exists(conn, parent):
+        with self._transaction(write=True) as conn:
+            if parent is not None and _row(conn, parent) is None:
                 raise UnknownCheckpointError(f"parent checkpoint {parent!r} is not registered")
+            if _row(conn, checkpoint_id) is not None:
+                raise RegistryError(f"checkpoint {checkpoint_id!r} is already registered")
+            seq = conn.execute(select(func.coalesce(func.max(_T.c.seq), 0) + 1)).scalar_one()
             try:
-                conn.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?,?,?,?,?,?)", row)
-            except sqlite3.IntegrityError as exc:
+                conn.execute(insert(_T).values(
+                    id=checkpoint_id, parent=parent, base=base, stage=stage, path=str(path),
+                    data_sha256=data_sha256,
+                    recipe=json.dumps(recipe, sort_keys=True, default=str),
+                    metrics=json.dumps(metrics or {}), created_at=created,
+                    status=Status.candidate.value, seq=seq))
+            except IntegrityError as exc:  # registered by someone else meanwhile
                 raise RegistryError(f"checkpoint {checkpoint_id!r} is already registered") from exc
         return self.get(checkpoint_id)
 
     def get(self, checkpoint_id: str) -> Checkpoint:
-        with self._connect() as conn:
-            row = conn.execute(_BY_ID, (checkpoint_id,)).fetchone()
+        with self._transaction() as conn:
+            row = _row(conn, checkpoint_id)
         if row is None:
             raise UnknownCheckpointError(f"unknown checkpoint {checkpoint_id!r}")
         return _checkpoint(row)
 
     def checkpoints(self) -> list[Checkpoint]:
-        with self._connect() as conn:
-            rows = conn.execute("SELECT * FROM checkpoints ORDER BY created_at, rowid").fetchall()
+        with self._transaction() as conn:
+            rows = conn.execute(select(_T).order_by(_T.c.seq, _T.c.id)).all()
         return [_checkpoint(r) for r in rows]
 
     def promoted(self) -> Checkpoint | None:
-        with self._connect() as conn:
-            row = conn.execute("SELECT * FROM checkpoints WHERE status = 'promoted'").fetchone()
+        with self._transaction() as conn:
+            row = conn.execute(select(_T).where(_T.c.status == Status.promoted.value)).first()
         return _checkpoint(row) if row else None
 
     def lineage(self, checkpoint_id: str) -> list[Checkpoint]:
@@ -163,33 +160,52 @@ class Registry:
         return chain
 
     def promote(self, checkpoint_id: str, *, gate: Gate, manifest_path: Path) -> Checkpoint:
-        """Gate, then serve `checkpoint_id`: manifest written, previous one retired."""
-        candidate = self.get(checkpoint_id)
-        if candidate.status is Status.promoted:
-            raise RegistryError(f"checkpoint {checkpoint_id!r} is already promoted")
-        baseline = self.promoted()
-        decision = gate(candidate, baseline)
-        if not decision.passed:
-            raise GateFailedError(checkpoint_id, decision)
-        manifest = ServingManifest(
-            checkpoint_id=candidate.id,
-            base_model=candidate.base,
-            adapters=[AdapterRef(name=candidate.id, path=candidate.path)],
-        )
-        with self._connect() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("UPDATE checkpoints SET status = 'retired' WHERE status = 'promoted'")
-            conn.execute("UPDATE checkpoints SET status = 'promoted' WHERE id = ?", (candidate.id,))
-            manifest.save(manifest_path)  # an exception here rolls the status change back
+        """Gate, then serve `checkpoint_id`: manifest written, previous one retired.
+
+        All in one transaction that first locks the promotion pointer (a row lock on
+        PostgreSQL, the write lock on SQLite): a concurrent promote waits, then gates
+        against what this one promoted, never against the same old baseline. The switch
+        is a compare-and-swap on the pointer, and a failed gate or manifest write leaves
+        registry and manifest as they were.
+        """
+        with self._transaction(write=True) as conn:
+            pointer = conn.execute(select(_P.c.checkpoint_id).where(_P.c.id == 1)
+                                   .with_for_update()).scalar_one()
+            row = _row(conn, checkpoint_id)
+            if row is None:
+                raise UnknownCheckpointError(f"unknown checkpoint {checkpoint_id!r}")
+            candidate = _checkpoint(row)
+            if candidate.status is Status.promoted:
+                raise RegistryError(f"checkpoint {checkpoint_id!r} is already promoted")
+            baseline = _checkpoint(_row(conn, pointer)) if pointer is not None else None
+            decision = gate(candidate, baseline)
+            if not decision.passed:
+                raise GateFailedError(checkpoint_id, decision)
+            swapped = conn.execute(update(_P).where(
+                _P.c.id == 1, _P.c.checkpoint_id.is_not_distinct_from(pointer)
+            ).values(checkpoint_id=candidate.id))
+            if swapped.rowcount != 1:
+                raise RegistryError("the promoted checkpoint changed during the promotion; "
+                                    "run promote again to gate against the new one")
+            conn.execute(update(_T).where(_T.c.status == Status.promoted.value)
+                         .values(status=Status.retired.value))
+            conn.execute(update(_T).where(_T.c.id == candidate.id)
+                         .values(status=Status.promoted.value))
+            ServingManifest(
+                checkpoint_id=candidate.id,
+                base_model=candidate.base,
+                adapters=[AdapterRef(name=candidate.id, path=candidate.path)],
+            ).save(manifest_path)  # an exception here rolls the status change back
         return self.get(checkpoint_id)
 
 
-def _exists(conn: sqlite3.Connection, checkpoint_id: str) -> bool:
-    return conn.execute(_BY_ID, (checkpoint_id,)).fetchone() is not None
+def _row(conn: Connection, checkpoint_id: str) -> Row | None:
+    return conn.execute(select(_T).where(_T.c.id == checkpoint_id)).first()
 
 
-def _checkpoint(row: sqlite3.Row) -> Checkpoint:
-    values = dict(row)
+def _checkpoint(row: Row) -> Checkpoint:
+    values = dict(row._mapping)
+    values.pop("seq")
     values["recipe"] = json.loads(values["recipe"])
     values["metrics"] = json.loads(values["metrics"])
     values["status"] = Status(values["status"])

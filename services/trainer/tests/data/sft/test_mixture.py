@@ -11,7 +11,6 @@ from medgo_trainer.cli import main
 from medgo_trainer.data.sft.build import build_mixture
 from medgo_trainer.data.sft.example import SourceError
 from medgo_trainer.data.sft.mixture import DEFAULT_MIXTURE, load_mixture, validate_sources
-from medgo_trainer.training.recipe import RecipeError
 
 DRUGS_CSV = "corpus/qizhengpt/drug_indication_eval.csv"
 
@@ -69,7 +68,7 @@ def test_overrides_address_sources_by_name(write_mixture: Callable[[dict], Path]
 ])
 def test_bad_override_is_rejected(write_mixture: Callable[[dict], Path], override: str,
                                   message: str) -> None:
-    with pytest.raises(RecipeError, match=message):
+    with pytest.raises(SourceError, match=message):
         load_mixture(write_mixture({"sources": [{"name": "drugs"}]}), [override])
 
 

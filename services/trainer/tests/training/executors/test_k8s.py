@@ -1,8 +1,9 @@
-"""executors/k8s.py and executors/k8s_loop.py: the rendered PyTorchJob and the feedback
-loop's evaluation Job; submission and waiting through the real kubernetes client against
-a recording API server that answers with scripted job statuses (a fake at the one
-boundary this machine lacks: no cluster runs here); the loop's k8s steps. One module,
-because both executors are tested against the same recording server."""
+"""executors/k8s.py and executors/k8s_loop.py: the rendered TrainJob (Kubeflow Trainer v2,
+the default) and PyTorchJob, and the feedback loop's evaluation Job; submission and
+waiting through the real kubernetes client against a recording API server that answers
+with scripted job statuses (a fake at the one boundary this machine lacks: no cluster
+runs here); the loop's k8s steps. One module, because both executors are tested against
+the same recording server."""
 
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def dpo_72b():
     return load_recipe(resolve_recipe_path("medgo-72b-dpo"), check_data=False)
 
 
-def test_72b_job_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_72b):
-    cluster = k8s.ClusterSpec(image="registry.local/medgo/trainer:1.0")
+def test_72b_pytorchjob_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_72b):
+    cluster = k8s.ClusterSpec(image="registry.local/medgo/trainer:1.0", job_api="pytorchjob")
     configmap, job = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-week-48",
                                    cluster=cluster, overrides=["data.train=[/data/dpo.jsonl]"])
 
@@ -46,9 +47,12 @@ def test_72b_job_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_72b):
     pod = replicas["Worker"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["name"] == "pytorch"
+    assert container["envFrom"] == [{"configMapRef": {"name": "training-nccl",
+                                                      "optional": True}}]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("medgo-training", "nvidia")
     claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
               for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"data": "medgo-data", "checkpoints": "medgo-checkpoints"}
@@ -60,6 +64,55 @@ def test_72b_job_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_72b):
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
     assert sets == ["data.train=[/data/dpo.jsonl]", "trl.deepspeed=/etc/medgo/deepspeed/zero3.json",
                     "trl.resume_from_checkpoint=auto"]
+
+
+def test_72b_trainjob_runs_on_the_runtime_with_8_nodes_of_8_a100s(dpo_72b):
+    cluster = k8s.ClusterSpec(image="registry.local/medgo/trainer:1.0",
+                              node_resources={"rdma/ib": "1"})
+    configmap, job = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-week-48",
+                                   cluster=cluster, overrides=["data.train=[/data/dpo.jsonl]"])
+
+    assert configmap["metadata"]["name"] == "dpo-week-48-deepspeed"
+    assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "medgo-training"
+    spec = job["spec"]
+    assert spec["runtimeRef"] == {"apiGroup": "trainer.kubeflow.org",
+                                  "kind": "TrainingRuntime", "name": "medgo-torch-deepspeed"}
+    assert "kueue.x-k8s.io/queue-name" not in spec["labels"]  # only the TrainJob is queued
+    trainer = spec["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (8, 8)
+    assert trainer["image"] == "registry.local/medgo/trainer:1.0"
+    assert trainer["resourcesPerNode"]["limits"] == {"memory": "900Gi", "nvidia.com/gpu": 8,
+                                                     "rdma/ib": "1"}
+    # Trainer v2 sets PET_NNODES/PET_NPROC_PER_NODE/PET_NODE_RANK: no node flags here.
+    command = trainer["command"]
+    assert command[:6] == ["torchrun", "-m", "medgo_trainer.cli", "dpo", "--recipe",
+                           "medgo-72b-dpo"]
+    sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+    assert sets == ["data.train=[/data/dpo.jsonl]", "trl.deepspeed=/etc/medgo/deepspeed/zero3.json",
+                    "trl.resume_from_checkpoint=auto"]
+    (override,) = spec["podSpecOverrides"]
+    assert override["targetJobs"] == [{"name": "node"}]
+    assert override["serviceAccountName"] == "medgo-trainer"
+    assert override["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+              for v in override["volumes"] if "persistentVolumeClaim" in v}
+    assert claims == {"data": "medgo-data", "checkpoints": "medgo-checkpoints"}
+    (container,) = override["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert container["name"] == "node" and mounts["deepspeed"] == "/etc/medgo/deepspeed"
+
+
+def test_cluster_spec_refuses_what_the_job_api_cannot_do():
+    with pytest.raises(ValueError, match="job_api 'mpijob' is not one of trainjob, pytorchjob"):
+        k8s.ClusterSpec(image="i", job_api="mpijob")
+    with pytest.raises(ValueError, match=r"Volcano .* PyTorchJobs"):
+        k8s.ClusterSpec(image="i", scheduler_name="volcano")
+    settings = TrainerSettings(k8s_job_api="pytorchjob", k8s_image="reg/t:1",
+                               k8s_node_resources={"rdma/ib": "1"})
+    cluster = k8s.cluster_spec(settings, nodes=2)
+    assert (cluster.job_api, cluster.image, cluster.nodes, cluster.node_resources) == (
+        "pytorchjob", "reg/t:1", 2, {"rdma/ib": "1"})
 
 
 def test_build_job_refuses_bad_names(dpo_72b):
@@ -85,7 +138,8 @@ class _Recorder(BaseHTTPRequestHandler):
         type(self).requests.append({"method": "POST", "path": self.path, "body": body,
                                     "content_type": self.headers["Content-Type"]})
         if body["metadata"]["name"] == type(self).conflict_on:
-            message = f'pytorchjobs "{body["metadata"]["name"]}" already exists'
+            plural = self.path.split("?")[0].rsplit("/", 1)[1]
+            message = f'{plural} "{body["metadata"]["name"]}" already exists'
             self._answer(409, {"kind": "Status", "status": "Failure", "code": 409,
                                "reason": "AlreadyExists", "message": message})
             return
@@ -128,14 +182,18 @@ def api_client() -> Iterator:
     server.server_close()
 
 
-def test_submit_sends_the_objects_through_the_real_client(dpo_72b, api_client):
+@pytest.mark.parametrize(("job_api", "path"), [
+    ("trainjob", "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs?dryRun=All"),
+    ("pytorchjob", "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs?dryRun=All"),
+])
+def test_submit_sends_the_objects_through_the_real_client(dpo_72b, api_client, job_api, path):
     objects = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-1",
-                            cluster=k8s.ClusterSpec(image="img", namespace="ml"))
+                            cluster=k8s.ClusterSpec(image="img", namespace="ml",
+                                                    job_api=job_api))
     created = k8s.submit(objects, api_client, dry_run=True)
 
     paths = [r["path"] for r in _Recorder.requests]
-    assert paths == ["/api/v1/namespaces/ml/configmaps?dryRun=All",
-                     "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs?dryRun=All"]
+    assert paths == ["/api/v1/namespaces/ml/configmaps?dryRun=All", path]
     assert _Recorder.requests[1]["body"] == objects[1]
     assert created[1]["metadata"]["uid"] == "u-1"
 
@@ -144,7 +202,7 @@ def test_submit_reports_the_api_servers_refusal(dpo_72b, api_client):
     _Recorder.conflict_on = "dpo-1"
     objects = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-1",
                             cluster=k8s.ClusterSpec(image="img"))
-    expected = 'PyTorchJob dpo-1 in medgo failed: 409 pytorchjobs "dpo-1" already exists'
+    expected = 'TrainJob dpo-1 in medgo failed: 409 trainjobs "dpo-1" already exists'
     with pytest.raises(k8s.SubmitError, match=expected):
         k8s.submit(objects, api_client)
 
@@ -152,14 +210,14 @@ def test_submit_reports_the_api_servers_refusal(dpo_72b, api_client):
 def test_build_job_writes_where_it_is_told(dpo_72b):
     *_, job = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-1",
                             cluster=k8s.ClusterSpec(image="img"), out="/ckpt/checkpoints/c/run")
-    command = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0][
-        "command"]
+    command = job["spec"]["trainer"]["command"]
     assert command[command.index("--out") + 1] == "/ckpt/checkpoints/c/run"
 
 
 def _job(kind: str, *conditions: tuple[str, str, str]) -> dict:
-    """A PyTorchJob or batch Job as the API server returns it, with `status.conditions`."""
-    api = {"PyTorchJob": "kubeflow.org/v1", "Job": "batch/v1"}[kind]
+    """A job as the API server returns it, with `status.conditions`."""
+    api = {"TrainJob": "trainer.kubeflow.org/v1alpha1", "PyTorchJob": "kubeflow.org/v1",
+           "Job": "batch/v1"}[kind]
     return {"apiVersion": api, "kind": kind, "metadata": {"name": "j", "namespace": "ml"},
             "status": {"conditions": [
                 {"type": t, "status": "True", "reason": r, "message": m,
@@ -178,6 +236,20 @@ def test_wait_follows_a_pytorchjob_to_succeeded(api_client):
     assert (condition["type"], condition["reason"]) == ("Succeeded", "JobSucceeded")
     assert [r["path"] for r in _Recorder.requests] == [
         "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/dpo-1"] * 4
+
+
+def test_wait_follows_a_trainjob_to_complete_and_names_its_pods_on_failure(api_client):
+    _Recorder.answers = [(200, _job("TrainJob", ("Created", "", ""))),
+                         (200, _job("TrainJob", ("Complete", "JobsCompleted", "done")))]
+    condition = k8s.wait_for_job(api_client, "TrainJob", "dpo-1", "ml", timeout_s=30,
+                                 poll_s=0.01)
+    assert condition["type"] == "Complete"
+    assert {r["path"] for r in _Recorder.requests} == {
+        "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs/dpo-1"}
+    _Recorder.answers = [(200, _job("TrainJob", ("Failed", "JobsFailed", "node-0 failed")))]
+    with pytest.raises(k8s.JobFailedError, match=r"TrainJob dpo-1 in ml failed \(JobsFailed: "
+                       r"node-0 failed\); see .* logs -l jobset.sigs.k8s.io/jobset-name=dpo-1"):
+        k8s.wait_for_job(api_client, "TrainJob", "dpo-1", "ml", timeout_s=30, poll_s=0.01)
 
 
 def test_wait_reports_a_failed_job_with_its_reason_and_logs(api_client):
@@ -229,8 +301,7 @@ def test_eval_job_is_a_gpu_pod_with_a_vllm_sidecar_on_the_shared_volumes(tmp_pat
     cluster, job = _eval_job(tmp_path)
     training_pod = k8s.build_job(load_recipe(resolve_recipe_path("medgo-72b-dpo"),
                                              check_data=False), recipe_name="r", name="t",
-                                 cluster=cluster)[-1]["spec"]["pytorchReplicaSpecs"][
-        "Master"]["template"]["spec"]
+                                 cluster=cluster)[-1]["spec"]["podSpecOverrides"][0]
     assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] == 14400
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "medgo-training"
@@ -247,9 +318,14 @@ def test_eval_job_is_a_gpu_pod_with_a_vllm_sidecar_on_the_shared_volumes(tmp_pat
     assert sidecar["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert sidecar["resources"]["requests"]["nvidia.com/gpu"] == "8"
     assert sidecar["envFrom"] == [{"configMapRef": {"name": "inference-config"}}]
-    env = {e["name"]: e["value"] for e in sidecar["env"]}
+    env = {e["name"]: e.get("value") for e in sidecar["env"]}
     assert env == {"MEDGO_INFERENCE_BASE_MODEL": "/m/base", "MEDGO_INFERENCE_ADAPTERS": "a=/m/a",
-                   "MEDGO_INFERENCE_PORT": "8001"}
+                   "MEDGO_INFERENCE_PORT": "8001", "MEDGO_INFERENCE_API_KEY": None}
+    # vLLM requires the key and the evaluator presents it, both from the same Secret
+    key_ref = {"secretKeyRef": {"name": "inference-api-key", "key": "token"}}
+    assert {e["name"]: e.get("valueFrom") for e in sidecar["env"]}[
+        "MEDGO_INFERENCE_API_KEY"] == key_ref
+    assert (pod["priorityClassName"], pod["runtimeClassName"]) == ("medgo-training", "nvidia")
     assert sidecar["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert sidecar["startupProbe"]["failureThreshold"] * 10 == 1800
 
@@ -273,7 +349,9 @@ def test_eval_job_is_a_gpu_pod_with_a_vllm_sidecar_on_the_shared_volumes(tmp_pat
     for container in (sidecar, evaluator):
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    evaluator_env = {e["name"]: e["value"] for e in evaluator["env"]}
+    evaluator_env = {e["name"]: e.get("value") for e in evaluator["env"]}
+    assert {e["name"]: e.get("valueFrom") for e in evaluator["env"]}[
+        "MEDGO_TRAINER_INFERENCE_API_KEY"] == key_ref
     assert evaluator_env["MEDGO_TRAINER_MODEL_DIR"] == models
     assert evaluator_env["MEDGO_TRAINER_DATA_DIR"] == data
 
@@ -309,33 +387,45 @@ def store(tmp_path) -> _Store:
     return _Store(settings, base, sft, work)
 
 
-def _compute(store: _Store, api_client, **opts) -> K8sCompute:
+def _compute(store: _Store, api_client, job_api: str = "trainjob", **opts) -> K8sCompute:
     return K8sCompute(store.settings, LoopOptions(recipe="medgo-72b-dpo", **opts), api_client,
-                      k8s.ClusterSpec(image="reg/trainer:1", namespace="ml"),
+                      k8s.ClusterSpec(image="reg/trainer:1", namespace="ml", job_api=job_api),
                       train_timeout_s=30, eval_timeout_s=3600, poll_s=0.01)
 
 
-def test_k8s_training_is_a_pytorchjob_on_the_model_store_waited_for(store, api_client):
+#: job API → (kind, its success condition, the path it is read at, where its command is)
+_JOB_APIS = {
+    "trainjob": ("TrainJob", "Complete", "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/"
+                 "trainjobs", lambda job: job["spec"]["trainer"]["command"]),
+    "pytorchjob": ("PyTorchJob", "Succeeded", "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs",
+                   lambda job: job["spec"]["pytorchReplicaSpecs"]["Master"]["template"][
+                       "spec"]["containers"][0]["command"]),
+}
+
+
+@pytest.mark.parametrize("job_api", list(_JOB_APIS))
+def test_k8s_training_is_a_job_on_the_model_store_waited_for(store, api_client, job_api):
+    kind, done, path, command_of = _JOB_APIS[job_api]
+
     def pods_train(obj: dict) -> None:  # what the job's pods leave on the volume
-        if obj["kind"] == "PyTorchJob":
+        if obj["kind"] == kind:
             store.run.mkdir()
             (store.run / "metrics.json").write_text(json.dumps(
                 {"metrics": {"train_loss": 0.42, "serving_rank": 64}, "data_hash": "d"}))
 
     _Recorder.on_create = pods_train
-    _Recorder.answers = [(200, _job("PyTorchJob", ("Running", "", ""))),
-                         (200, _job("PyTorchJob", ("Succeeded", "JobSucceeded", "")))]
+    _Recorder.answers = [(200, _job(kind, ("Running", "", ""))),
+                         (200, _job(kind, (done, "JobSucceeded", "")))]
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [
         f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]"],
         check_data=False)
-    compute = _compute(store, api_client, overrides=("trl.num_train_epochs=1",))
+    compute = _compute(store, api_client, job_api, overrides=("trl.num_train_epochs=1",))
 
     assert compute.train(recipe, CHECKPOINT, store.run) == {"train_loss": 0.42,
                                                            "serving_rank": 64}
     created = [r["body"] for r in _Recorder.requests if r["method"] == "POST"]
-    assert [o["kind"] for o in created] == ["ConfigMap", "PyTorchJob"]
-    pod = created[1]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]
-    command = pod["containers"][0]["command"]
+    assert [o["kind"] for o in created] == ["ConfigMap", kind]
+    command = command_of(created[1])
     assert command[command.index("--recipe") + 1] == "medgo-72b-dpo"
     assert command[command.index("--out") + 1] == f"/ckpt/checkpoints/{CHECKPOINT}/run"
     sets = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
@@ -343,7 +433,7 @@ def test_k8s_training_is_a_pytorchjob_on_the_model_store_waited_for(store, api_c
                         "adapter=/ckpt/medgo-72b/adapters/sft",
                         f"data.train=[/ckpt/checkpoints/{CHECKPOINT}/dpo.jsonl]"]
     reads = [r["path"] for r in _Recorder.requests if r["method"] == "GET"]
-    assert reads == [f"/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/{CHECKPOINT}"] * 2
+    assert reads == [f"{path}/{CHECKPOINT}"] * 2
 
 
 def test_k8s_training_refuses_inputs_the_pods_cannot_see(store, api_client, tmp_path):
@@ -357,11 +447,11 @@ def test_k8s_training_refuses_inputs_the_pods_cannot_see(store, api_client, tmp_
 
 
 def test_k8s_training_that_left_no_run_is_an_error(store, api_client):
-    _Recorder.answers = [(200, _job("PyTorchJob", ("Succeeded", "", "")))]
+    _Recorder.answers = [(200, _job("TrainJob", ("Complete", "", "")))]
     recipe = load_recipe(resolve_recipe_path("medgo-72b-dpo"), [
         f"base={store.base}", f"adapter={store.sft}", f"data.train=[{store.work}/dpo.jsonl]"],
         check_data=False)
-    with pytest.raises(LoopError, match=f"PyTorchJob {CHECKPOINT} succeeded but .* holds no "
+    with pytest.raises(LoopError, match=f"TrainJob {CHECKPOINT} succeeded but .* holds no "
                                         "finished run"):
         _compute(store, api_client).train(recipe, CHECKPOINT, store.run)
 
@@ -406,7 +496,7 @@ def test_k8s_evaluation_is_a_job_whose_evaluator_writes_both_reports(store, api_
     (created,) = [r for r in _Recorder.requests if r["method"] == "POST"]
     assert created["path"] == "/apis/batch/v1/namespaces/ml/jobs"
     pod = created["body"]["spec"]["template"]["spec"]
-    env = {e["name"]: e["value"] for e in pod["initContainers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in pod["initContainers"][0]["env"]}
     assert env["MEDGO_INFERENCE_BASE_MODEL"] == str(store.base)
     assert env["MEDGO_INFERENCE_ADAPTERS"] == (f"medgo-72b-sft={store.sft},"
                                                f"{CHECKPOINT}={candidate.path}")

@@ -45,9 +45,17 @@ STEPS = ("boilerplate", "length", "language", "deid_error", "exact_dup", "near_d
 
 
 @dataclass(frozen=True)
-class PrepareConfig:
+class StepsConfig:
+    """The steps' own knobs, the same whichever engine runs them."""
+
     clean: CleanConfig = field(default_factory=CleanConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+
+
+@dataclass(frozen=True)
+class PrepareConfig(StepsConfig):
+    """The local engine: a process pool of `workers`, shards of `shard_docs` documents."""
+
     workers: int = 1
     batch_docs: int = 512
     shard_docs: int = 50_000

@@ -65,7 +65,7 @@ from datatrove.pipeline.writers import JsonlWriter
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.stats import MetricStats
 from datatrove.utils.text import TextNormConfig
-from medgo_trainer.data.prepare.clean import CleanConfig, CorpusFormatError
+from medgo_trainer.data.prepare.clean import CorpusFormatError
 from medgo_trainer.data.prepare.datatrove_steps import (
     TASK_KEY,
     ChineseCharTokenizer,
@@ -75,7 +75,13 @@ from medgo_trainer.data.prepare.datatrove_steps import (
     Tally,
 )
 from medgo_trainer.data.prepare.dedup import SHINGLE, DedupConfig
-from medgo_trainer.data.prepare.pipeline import STEPS, PrepareReport, StepCount, corpus_files
+from medgo_trainer.data.prepare.pipeline import (
+    STEPS,
+    PrepareReport,
+    StepCount,
+    StepsConfig,
+    corpus_files,
+)
 
 EXECUTORS = ("local", "slurm", "ray")
 # datatrove's default hash is xxhash, but xxhash 4 (our lock; datatrove asks for <4)
@@ -102,11 +108,9 @@ class ClusterOptions:
 
 
 @dataclass(frozen=True)
-class ScaleOutConfig:
+class ScaleOutConfig(StepsConfig):
     """`tasks` shards of the corpus for the per-document stages, `workers` run at once."""
 
-    clean: CleanConfig = field(default_factory=CleanConfig)
-    dedup: DedupConfig = field(default_factory=DedupConfig)
     tasks: int = 4
     workers: int = 2
     executor: str = "local"

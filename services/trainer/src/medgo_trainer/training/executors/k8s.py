@@ -1,11 +1,15 @@
-"""The Kubernetes executor: a recipe as a Kubeflow `PyTorchJob`, submitted with the
+"""The Kubernetes executor: a recipe as a Kubeflow training job, submitted with the
 official client.
 
 `build_job` is pure (a recipe and a `ClusterSpec` in, plain dicts out) so the manifest
-is tested field by field without a cluster. The job runs the same stage command as
-the local executor under `torchrun` on every node: the training operator injects
-`PET_NNODES`, `PET_NODE_RANK`, `PET_MASTER_ADDR`/`PET_MASTER_PORT`, which torchrun reads,
-and each node runs `nprocPerNode` ranks (one per GPU). The recipe's DeepSpeed JSON is
+is tested field by field without a cluster. `ClusterSpec.job_api` picks the job: a
+Kubeflow Trainer v2 `TrainJob` on the MedGo training runtime (`trainjob`, the default;
+`k8s_trainjob.py`), or a Training Operator v1 `PyTorchJob` (`pytorchjob`, for clusters
+still on it). Either runs the same stage command as the local executor under
+`torchrun` on every node: the controller injects `PET_NNODES`, `PET_NODE_RANK`,
+`PET_MASTER_ADDR`/`PET_MASTER_PORT`, which torchrun reads, and each node runs one rank
+per GPU. NCCL settings come from the ConfigMap `training-nccl` (deploy/k8s, with an
+InfiniBand knob). The recipe's DeepSpeed JSON is
 shipped in a ConfigMap and mounted read-only; data and checkpoints live on PVCs, so an
 evicted or restarted pod resumes from its last `checkpoint-N`
 (`trl.resume_from_checkpoint=auto`).
@@ -16,8 +20,8 @@ hold their GPUs: the cluster needs gang scheduling — Kueue (`queue` sets the
 (`scheduler_name="volcano"`; the operator then creates a PodGroup with minMember = all
 replicas). See docs/training.md.
 
-`wait_for_job` follows a submitted job (a PyTorchJob, or the batch Job the feedback loop
-evaluates in) to its terminal status condition by polling it with the same client, so
+`wait_for_job` follows a submitted job (a TrainJob or PyTorchJob, or the batch Job the
+feedback loop evaluates in) to its terminal status condition by polling it with the same client, so
 the weekly CronJob can run training and evaluation as cluster workloads and go on.
 """
 
@@ -29,18 +33,28 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medgo_trainer.settings import TrainerSettings
+from medgo_trainer.training.executors import k8s_trainjob
 from medgo_trainer.training.recipe import Recipe
 
-GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "pytorchjobs"
+JOB_APIS = ("trainjob", "pytorchjob")
+#: Kind → (group, version, plural) of the custom resources submitted and followed here.
+CUSTOM = {"PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs"),
+          k8s_trainjob.KIND: (k8s_trainjob.GROUP, k8s_trainjob.VERSION, k8s_trainjob.PLURAL)}
+NCCL_CONFIGMAP = "training-nccl"  # deploy/k8s/components/training-runtime
 DEEPSPEED_MOUNT = "/etc/medgo/deepspeed"
 DATA_MOUNT, CKPT_MOUNT = "/data", "/ckpt"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 #: A job's terminal condition types, success first (Kubeflow's and batch/v1's names).
-_TERMINAL = {"PyTorchJob": ("Succeeded", "Failed"), "Job": ("Complete", "Failed")}
+_TERMINAL = {"PyTorchJob": ("Succeeded", "Failed"), k8s_trainjob.KIND: ("Complete", "Failed"),
+             "Job": ("Complete", "Failed")}
+#: The label that finds a job's pods, for the `kubectl logs` hint.
+_POD_LABEL = {k8s_trainjob.KIND: k8s_trainjob.POD_LABEL, "PyTorchJob": "medgo.io/job",
+              "Job": "medgo.io/job"}
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +110,31 @@ class ClusterSpec:
     queue: str | None = "medgo-training"
     scheduler_name: str | None = None
     service_account: str = "medgo-trainer"
+    job_api: str = "trainjob"
+    runtime: str = "medgo-torch-deepspeed"  # the TrainingRuntime a TrainJob references
+    #: Serving outranks training (PriorityClasses shipped in deploy/k8s), and GPU pods
+    #: run under the GPU operator's runtime class; None leaves either unset.
+    priority_class: str | None = "medgo-training"
+    runtime_class: str | None = "nvidia"
+    #: More per-node resources, e.g. an RDMA device (the infiniband component).
+    node_resources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
+        if self.job_api not in JOB_APIS:
+            raise ValueError(f"job_api {self.job_api!r} is not one of {', '.join(JOB_APIS)}")
+        if self.scheduler_name == "volcano" and self.job_api != "pytorchjob":
+            raise ValueError("Volcano gang scheduling is set up for PyTorchJobs; TrainJobs "
+                             "are admitted whole by Kueue (queue)")
+
+
+def cluster_spec(settings: TrainerSettings, **overrides: Any) -> ClusterSpec:
+    """The cluster the trainer's settings describe (`MEDGO_TRAINER_K8S_*`)."""
+    values = {"image": settings.k8s_image, "namespace": settings.k8s_namespace,
+              "job_api": settings.k8s_job_api, "runtime": settings.k8s_runtime,
+              "node_resources": dict(settings.k8s_node_resources)}
+    return ClusterSpec(**(values | overrides))
 
 
 def gpu_placement(cluster: ClusterSpec) -> dict[str, Any]:
@@ -110,9 +145,24 @@ def gpu_placement(cluster: ClusterSpec) -> dict[str, Any]:
     }
 
 
-def _pod_template(name: str, role: str, command: list[str], cluster: ClusterSpec,
-                  deepspeed_configmap: str | None) -> dict[str, Any]:
-    gpu = {"nvidia.com/gpu": cluster.gpus_per_node}
+def scheduling(cluster: ClusterSpec) -> dict[str, Any]:
+    """Priority and runtime class of a pod the executor writes in full (a PyTorchJob
+    replica, the evaluation Job); a TrainJob's come from its TrainingRuntime."""
+    classes = {"priorityClassName": cluster.priority_class,
+               "runtimeClassName": cluster.runtime_class}
+    return {key: value for key, value in classes.items() if value}
+
+
+def _resources(cluster: ClusterSpec) -> dict[str, Any]:
+    """One node's resources: all its GPUs (and any extra device), CPU, memory."""
+    devices = {"nvidia.com/gpu": cluster.gpus_per_node, **cluster.node_resources}
+    return {"requests": {"cpu": cluster.cpu, "memory": cluster.memory, **devices},
+            "limits": {"memory": cluster.memory, **devices}}
+
+
+def _storage(cluster: ClusterSpec,
+             deepspeed_configmap: str | None) -> tuple[list[dict], list[dict]]:
+    """(volumes, the training container's mounts): data, checkpoints, shm, DeepSpeed."""
     mounts = [
         {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True},
         {"name": "checkpoints", "mountPath": CKPT_MOUNT},
@@ -127,19 +177,24 @@ def _pod_template(name: str, role: str, command: list[str], cluster: ClusterSpec
     if deepspeed_configmap:
         mounts.append({"name": "deepspeed", "mountPath": DEEPSPEED_MOUNT, "readOnly": True})
         volumes.append({"name": "deepspeed", "configMap": {"name": deepspeed_configmap}})
+    return volumes, mounts
+
+
+def _pod_template(name: str, role: str, command: list[str], cluster: ClusterSpec,
+                  deepspeed_configmap: str | None) -> dict[str, Any]:
+    """A PyTorchJob replica's pod (a TrainJob's comes from the runtime + overrides)."""
+    volumes, mounts = _storage(cluster, deepspeed_configmap)
     spec: dict[str, Any] = {
         "serviceAccountName": cluster.service_account,
         **gpu_placement(cluster),
+        **scheduling(cluster),
         "containers": [{
             "name": "pytorch",  # the training operator looks the container up by this name
             "image": cluster.image,
             "command": command,
-            "env": [{"name": "HF_HUB_OFFLINE", "value": "1"},
-                    {"name": "NCCL_DEBUG", "value": "WARN"}],
-            "resources": {
-                "requests": {"cpu": cluster.cpu, "memory": cluster.memory, **gpu},
-                "limits": {"memory": cluster.memory, **gpu},
-            },
+            "envFrom": [{"configMapRef": {"name": NCCL_CONFIGMAP, "optional": True}}],
+            "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "resources": _resources(cluster),
             "volumeMounts": mounts,
             "securityContext": {"allowPrivilegeEscalation": False,
                                 "capabilities": {"drop": ["ALL"]}},
@@ -157,7 +212,8 @@ def build_job(
     recipe: Recipe, *, recipe_name: str, name: str, cluster: ClusterSpec,
     overrides: list[str] | tuple[str, ...] = (), out: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The objects to create, in order: the DeepSpeed ConfigMap (if any), the PyTorchJob.
+    """The objects to create, in order: the DeepSpeed ConfigMap (if any), the job
+    (`cluster.job_api`: a TrainJob or a PyTorchJob).
 
     `recipe_name` is what the pods pass to `--recipe` (a packaged recipe name, or a path
     on the data PVC); `recipe` is the resolved recipe, read for its DeepSpeed config.
@@ -178,24 +234,45 @@ def build_job(
             "data": {ds_file: json.dumps(json.loads(Path(ds_path).read_text()), indent=2)},
         })
         overrides.append(f"trl.deepspeed={DEEPSPEED_MOUNT}/{ds_file}")
-    command = ["torchrun", f"--nnodes={cluster.nodes}",
-               f"--nproc_per_node={cluster.gpus_per_node}", "-m", "medgo_trainer.cli",
-               recipe.stage, "--recipe", recipe_name, "--out", out or f"{CKPT_MOUNT}/{name}",
-               "--no-progress"]
+    stage = ["-m", "medgo_trainer.cli", recipe.stage, "--recipe", recipe_name,
+             "--out", out or f"{CKPT_MOUNT}/{name}", "--no-progress"]
     for item in [*overrides, "trl.resume_from_checkpoint=auto"]:
-        command += ["--set", item]
+        stage += ["--set", item]
+    labels = {"app.kubernetes.io/part-of": "medgo", "medgo.io/stage": recipe.stage,
+              "medgo.io/job": name}
+    if cluster.queue:
+        labels["kueue.x-k8s.io/queue-name"] = cluster.queue
+    if cluster.job_api == "trainjob":
+        objects.append(_trainjob(name, ["torchrun", *stage], cluster, configmap, labels))
+    else:
+        command = ["torchrun", f"--nnodes={cluster.nodes}",
+                   f"--nproc_per_node={cluster.gpus_per_node}", *stage]
+        objects.append(_pytorchjob(name, command, cluster, configmap, labels))
+    return objects
+
+
+def _trainjob(name: str, command: list[str], cluster: ClusterSpec, configmap: str | None,
+              labels: dict[str, str]) -> dict[str, Any]:
+    volumes, mounts = _storage(cluster, configmap)
+    pod = {"serviceAccountName": cluster.service_account, **gpu_placement(cluster),
+           "volumes": volumes,
+           "containers": [{"name": k8s_trainjob.NODE, "volumeMounts": mounts}]}
+    return k8s_trainjob.build_trainjob(
+        name, namespace=cluster.namespace, runtime=cluster.runtime, image=cluster.image,
+        command=command, nodes=cluster.nodes, procs_per_node=cluster.gpus_per_node,
+        resources=_resources(cluster), pod=pod, labels=labels)
+
+
+def _pytorchjob(name: str, command: list[str], cluster: ClusterSpec, configmap: str | None,
+                labels: dict[str, str]) -> dict[str, Any]:
     replicas = {"Master": {"replicas": 1, "restartPolicy": "OnFailure",
                            "template": _pod_template(name, "master", command, cluster, configmap)}}
     if cluster.nodes > 1:
         replicas["Worker"] = {"replicas": cluster.nodes - 1, "restartPolicy": "OnFailure",
                               "template": _pod_template(name, "worker", command, cluster,
                                                         configmap)}
-    labels = {"app.kubernetes.io/part-of": "medgo", "medgo.io/stage": recipe.stage,
-              "medgo.io/job": name}
-    if cluster.queue:
-        labels["kueue.x-k8s.io/queue-name"] = cluster.queue
-    objects.append({
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "PyTorchJob",
+    return {
+        "apiVersion": "/".join(CUSTOM["PyTorchJob"][:2]), "kind": "PyTorchJob",
         "metadata": {"name": name, "namespace": cluster.namespace, "labels": labels},
         "spec": {
             "nprocPerNode": str(cluster.gpus_per_node),
@@ -204,8 +281,7 @@ def build_job(
                              if cluster.scheduler_name == "volcano" else {})},
             "pytorchReplicaSpecs": replicas,
         },
-    })
-    return objects
+    }
 
 
 def submit(objects: list[dict[str, Any]], api_client: Any, *,
@@ -231,7 +307,8 @@ def submit(objects: list[dict[str, Any]], api_client: Any, *,
                 created.append(api_client.sanitize_for_serialization(answer))
             else:
                 created.append(custom.create_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, obj, dry_run=flag))
+                    *CUSTOM[obj["kind"]][:2], namespace, CUSTOM[obj["kind"]][2], obj,
+                    dry_run=flag))
         except ApiException as exc:
             reason = _reason(exc)
             raise SubmitError(f"creating {obj['kind']} {obj['metadata']['name']} in "
@@ -244,10 +321,11 @@ def wait_for_job(
     poll_s: float = 30.0,
 ) -> dict[str, Any]:
     """
-    Poll a `PyTorchJob` or batch `Job` until its Succeeded/Complete condition; return it.
+    Poll a `TrainJob`, `PyTorchJob` or batch `Job` until its success condition
+    (Complete, Succeeded, Complete); return it.
 
     Raises `JobFailedError` when the job's Failed condition is set, when it is gone
-    (404), or after `timeout_s` (the job is left as it is: a PyTorchJob queued by Kueue
+    (404), or after `timeout_s` (the job is left as it is: a job queued by Kueue
     may still be admitted, and its pods' logs stay readable). Each message names the
     job and the `kubectl` commands that show why. An unreachable or failing API server
     (5xx, connection errors) is retried until the deadline, since a multi-hour wait
@@ -259,7 +337,7 @@ def wait_for_job(
 
     success, failure = _TERMINAL[kind]
     logs = (f"kubectl -n {namespace} describe {kind.lower()} {name}; kubectl -n {namespace} "
-            f"logs -l medgo.io/job={name} --all-containers --prefix --tail=200")
+            f"logs -l {_POD_LABEL[kind]}={name} --all-containers --prefix --tail=200")
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -268,8 +346,9 @@ def wait_for_job(
                     name, namespace, _request_timeout=60)  # `get jobs`, as the Role allows
                 status = api_client.sanitize_for_serialization(answer).get("status") or {}
             else:
+                group, version, plural = CUSTOM[kind]
                 status = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=60
+                    group, version, namespace, plural, name, _request_timeout=60
                 ).get("status") or {}
         except ApiException as exc:
             if exc.status == 404:

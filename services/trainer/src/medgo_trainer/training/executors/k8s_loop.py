@@ -3,9 +3,10 @@
 The weekly CronJob runs the loop in a small pod (export, registry, gate, promotion);
 the two compute steps run where the GPUs are, and the loop waits for each:
 
-- step 3 is the DPO PyTorchJob `k8s.build_job` renders (as `medgo-train submit
-  --executor k8s` does), named after the checkpoint id; when its Succeeded condition
-  is set, the run's `metrics.json` is read from the model store;
+- step 3 is the DPO training job `k8s.build_job` renders (as `medgo-train submit
+  --executor k8s` does: a TrainJob, or a PyTorchJob with `MEDGO_TRAINER_K8S_JOB_API=
+  pytorchjob`), named after the checkpoint id; when it has succeeded, the run's
+  `metrics.json` is read from the model store;
 - step 5 is a batch Job on one GPU node (`build_eval_job`). The inference image's own
   launcher (`medgo-inference`, with production's `inference-config` settings) serves
   the base with the baseline and candidate adapters as a native sidecar (an init
@@ -55,6 +56,17 @@ _HARDENED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
              "capabilities": {"drop": ["ALL"]}}
 
 
+#: The Secret holding vLLM's API key (ops create it; docs/operations.md, first install).
+INFERENCE_API_KEY_SECRET = "inference-api-key"
+
+
+def _api_key(env_name: str) -> dict[str, Any]:
+    """`env_name` from the inference API key Secret: the sidecar's vLLM requires the key
+    and the evaluator presents it, as the gateway does with the serving pods."""
+    return {"name": env_name, "valueFrom": {"secretKeyRef": {
+        "name": INFERENCE_API_KEY_SECRET, "key": "token"}}}
+
+
 def build_eval_job(
     name: str, cluster: k8s.ClusterSpec, *, inference_image: str, serving: dict[str, str],
     command: list[str], model_dir: Path, data_dir: Path, serve_timeout_s: float,
@@ -79,8 +91,9 @@ def build_eval_job(
         "restartPolicy": "Always",  # a native sidecar: up before, down after the evaluator
         "ports": [{"name": "http", "containerPort": INFERENCE_PORT}],
         "envFrom": [{"configMapRef": {"name": INFERENCE_CONFIG}}],
-        "env": [{"name": k, "value": v}
-                for k, v in {**serving, "MEDGO_INFERENCE_PORT": str(INFERENCE_PORT)}.items()],
+        "env": [*({"name": k, "value": v} for k, v in
+                  {**serving, "MEDGO_INFERENCE_PORT": str(INFERENCE_PORT)}.items()),
+                _api_key("MEDGO_INFERENCE_API_KEY")],  # vLLM answers /v1 only with it
         "startupProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 10,
                          "failureThreshold": max(1, math.ceil(serve_timeout_s / 10))},
         "resources": {kind: {**values, **gpu} for kind, values in SIDECAR_RESOURCES.items()},
@@ -94,7 +107,8 @@ def build_eval_job(
         "command": command,
         "env": [{"name": "MEDGO_TRAINER_MODEL_DIR", "value": models},
                 {"name": "MEDGO_TRAINER_DATA_DIR", "value": data},
-                {"name": "HF_HUB_OFFLINE", "value": "1"}],
+                {"name": "HF_HUB_OFFLINE", "value": "1"},
+                _api_key("MEDGO_TRAINER_INFERENCE_API_KEY")],  # the evaluator's copy
         "resources": EVALUATOR_RESOURCES,
         "securityContext": _HARDENED,
         "volumeMounts": [{"name": "models", "mountPath": models},  # writes the reports
@@ -107,6 +121,7 @@ def build_eval_job(
         "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
                             "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
         **k8s.gpu_placement(cluster),
+        **k8s.scheduling(cluster),
         "initContainers": [sidecar],
         "containers": [evaluator],
         "volumes": [
@@ -174,11 +189,12 @@ class K8sCompute:
         objects = k8s.build_job(recipe, recipe_name=recipe_name, name=checkpoint_id,
                                 cluster=self.cluster, overrides=overrides,
                                 out=self.cluster_path(run_dir))
-        self._run(objects, "PyTorchJob", checkpoint_id, self.train_timeout_s)
+        kind = objects[-1]["kind"]  # a TrainJob, or a PyTorchJob (cluster.job_api)
+        self._run(objects, kind, checkpoint_id, self.train_timeout_s)
         try:
             return json.loads((run_dir / METRICS_FILE).read_text(encoding="utf-8"))["metrics"]
         except (OSError, ValueError, KeyError) as exc:
-            raise LoopError(f"PyTorchJob {checkpoint_id} succeeded but {run_dir} holds no "
+            raise LoopError(f"{kind} {checkpoint_id} succeeded but {run_dir} holds no "
                             f"finished run ({exc})") from exc
 
     def evaluate(self, baseline: Checkpoint, candidate: Checkpoint,

@@ -133,8 +133,7 @@ def _run(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, Any]:
     from medgo_trainer.training.executors import k8s
     from medgo_trainer.training.executors.k8s_loop import K8sCompute
 
-    cluster = k8s.ClusterSpec(image=settings.k8s_image, namespace=settings.k8s_namespace,
-                              nodes=args.nodes, gpus_per_node=args.gpus_per_node)
+    cluster = k8s.cluster_spec(settings, nodes=args.nodes, gpus_per_node=args.gpus_per_node)
     with k8s.connect() as api:
         compute = K8sCompute(settings, opts, api, cluster, train_timeout_s=args.train_timeout,
                              eval_timeout_s=args.eval_timeout)

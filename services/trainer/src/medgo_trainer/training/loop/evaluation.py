@@ -33,12 +33,13 @@ def evaluate_models(settings: TrainerSettings, opts: LoopOptions, endpoint: str,
     from medgo_trainer.evaluation.client import EvalRequestError
     from medgo_trainer.evaluation.runner import run_eval
 
+    key = settings.inference_api_key.get_secret_value() if settings.inference_api_key else None
     for model, out in reports.items():
         out.parent.mkdir(parents=True, exist_ok=True)
         try:
             run_eval(endpoint, model, list(opts.tasks), limit=opts.limit,
                      max_tokens=opts.max_tokens, seed=opts.seed, out=out,
-                     data_dir=settings.data_dir, progress=opts.progress)
+                     data_dir=settings.data_dir, progress=opts.progress, api_key=key)
         except EvalRequestError as exc:
             raise LoopError(f"evaluating {model}: {exc}") from exc
 

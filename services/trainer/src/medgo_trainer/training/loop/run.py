@@ -83,7 +83,7 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
     compute = compute or LocalCompute(settings, opts)
     compute.check()
     check_evaluation(settings, opts)  # a typo in --tasks must not cost a training run
-    registry = Registry(settings.model_dir)
+    registry = Registry.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="medgo-export-") as staging:
         export = Path(staging) / "dpo.jsonl"
         pairs = fetch_dpo_export(settings, opts, export)

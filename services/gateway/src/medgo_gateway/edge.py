@@ -1,0 +1,50 @@
+"""What the gateway does at the network edge besides its API.
+
+- `StrictTransportSecurity`: over HTTPS every answer tells browsers to use HTTPS only
+  (HSTS), so a chat page once opened over TLS is never fetched in clear on the ward
+  network again. A pure ASGI middleware: it touches headers only, streams stay streams.
+- `metrics_server`: /metrics on a plain-HTTP port of its own (prometheus_client's
+  threaded exporter over the app's registry), so the API port, which a load balancer
+  publishes, does not serve it; the NetworkPolicy opens that port to Prometheus only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, start_http_server
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+HSTS = b"max-age=31536000; includeSubDomains"  # one year, the usual preload minimum
+
+
+class StrictTransportSecurity:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_hsts(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                headers.append((b"strict-transport-security", HSTS))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_hsts)
+
+
+@contextmanager
+def metrics_server(host: str, port: int, registry: CollectorRegistry) -> Iterator[None]:
+    """Serve `registry` at http://host:port/metrics for the duration of the block."""
+    server, thread = start_http_server(port, addr=host, registry=registry)
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
