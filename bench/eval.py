@@ -12,7 +12,7 @@ same `run_eval` through the gateway, which adds auth, policy, recording and a pr
 hop; it serves whatever its inference backend serves, named --gateway-model. HF leg:
 after vLLM is stopped, the same prompts (same tasks, sample, chat template, answer
 caps) through PEFT + `generate`, greedy, float32, in batches of --hf-batch, scored by
-the same task code. Each leg prints examples/s and its macro score; since all legs
+the same task code. Each leg prints examples/s and its mean task score; since all legs
 decode greedily, the share of identical outputs between HF and vLLM is printed too.
 """
 
@@ -66,7 +66,8 @@ def endpoint_leg(
     )  # fmt: skip
     wall = time.perf_counter() - start
     examples = sum(t.n for t in report.tasks.values())
-    leg = Leg(path, examples, wall, report.macro_average, outputs_of(report))
+    mean = sum(t.score for t in report.tasks.values()) / len(report.tasks)
+    leg = Leg(path, examples, wall, mean, outputs_of(report))
     print(f"  {path}: {leg.per_s:.2f} examples/s ({examples} in {wall:.1f} s)", flush=True)
     return leg
 
@@ -140,7 +141,7 @@ def table(legs: list[Leg], args: argparse.Namespace) -> str:
         f"tasks {args.tasks}; {args.limit} examples each; answers capped at "
         f"{args.max_tokens} tokens; client concurrency {args.concurrency}",
         "",
-        "| path | examples | wall s | examples/s | macro score |",
+        "| path | examples | wall s | examples/s | mean score |",
         "|---|---:|---:|---:|---:|",
         *(
             f"| {leg.path} | {leg.examples} | {leg.wall_s:.1f} | {leg.per_s:.2f} "

@@ -4,6 +4,8 @@
 `medgo-gateway` in front of any inference URL, configured only through their
 environment, with a clinician key made by the real `medgo-gateway keys add` CLI, as
 the local-mode launcher does. `stack` is that in front of the session's real vLLM.
+`model_dir` is a temporary copy of medgo-tiny laid out as `build-tiny` leaves
+var/models, for tests that run the feedback loop on it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -21,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from medgo_common.schemas.serving import ServingManifest
 from medgo_common.supervise import free_port, launched_process, wait_http_ok
 
 BIN = Path(sys.executable).parent
@@ -139,3 +143,15 @@ def gateway_factory():
 def stack(tmp_path: Path, vllm_server: str) -> Iterator[Stack]:
     with launch_stack(tmp_path, vllm_server) as running:
         yield running
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, medgo_tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of medgo-tiny served as `medgo-tiny-sft`, as `build-tiny` leaves var/models."""
+    root = tmp_path / "models"
+    base = shutil.copytree(medgo_tiny.base, root / "medgo-tiny" / "base")
+    adapter = shutil.copytree(medgo_tiny.adapter, root / "medgo-tiny" / "adapters" / "sft")
+    ServingManifest(checkpoint_id="medgo-tiny-sft", base_model=str(base), adapters=[
+        {"name": "medgo-tiny-sft", "path": str(adapter)}]).save(root / "serving.json")
+    monkeypatch.setenv("MEDGO_TRAINER_MODEL_DIR", str(root))
+    return root

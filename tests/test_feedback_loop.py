@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -41,9 +40,8 @@ GATEWAY_TOKEN, TRAINER_TOKEN = "loop-gateway-token", "loop-trainer-token"
 PAIRS = 6
 PERMISSIVE_POLICY = """\
 # Test only: medgo-tiny's scores are noise, so no drop can fail this gate.
-max_drop_points: 100
-safety_tolerance_points: 100
-mcq_tasks: []
+margin_points: 100
+min_n: 1
 """
 QUESTIONS = ["高血压患者可以服用布洛芬吗？", "反复胸闷两周需要做哪些检查？",
              "糖尿病患者空腹血糖目标是多少？", "儿童发热何时需要就医？",
@@ -85,18 +83,6 @@ def _seed_corrections(feedback: str) -> None:
                   "reasons": ["incomplete"], "corrected_answer": f"关于“{q}”，请结合病史就诊评估。"}
         r = httpx.post(f"{feedback}/v1/ratings", json=rating, headers=auth)
         assert r.status_code == 201, r.text
-
-
-@pytest.fixture
-def model_dir(tmp_path: Path, medgo_tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of medgo-tiny served as `medgo-tiny-sft`, as `build-tiny` leaves var/models."""
-    root = tmp_path / "models"
-    base = shutil.copytree(medgo_tiny.base, root / "medgo-tiny" / "base")
-    adapter = shutil.copytree(medgo_tiny.adapter, root / "medgo-tiny" / "adapters" / "sft")
-    ServingManifest(checkpoint_id="medgo-tiny-sft", base_model=str(base), adapters=[
-        {"name": "medgo-tiny-sft", "path": str(adapter)}]).save(root / "serving.json")
-    monkeypatch.setenv("MEDGO_TRAINER_MODEL_DIR", str(root))
-    return root
 
 
 def test_ratings_become_the_served_checkpoint(

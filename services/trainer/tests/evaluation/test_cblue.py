@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from medgo_trainer.evaluation.catalog import GROUPS, make_task
 from medgo_trainer.evaluation.cblue.cdee import ChipCDEE, parse_events
 from medgo_trainer.evaluation.cblue.cdn import ChipCDN, parse_terms
 from medgo_trainer.evaluation.cblue.classification import (
@@ -15,45 +16,83 @@ from medgo_trainer.evaluation.cblue.classification import (
     KuakeQTR,
     pick_label,
 )
-from medgo_trainer.evaluation.cblue.ner import CMeEE, parse_entities
-from medgo_trainer.evaluation.cblue.relations import CMeIE, Text2DT, parse_triples
+from medgo_trainer.evaluation.cblue.ner import CMeEE, parse_spans
+from medgo_trainer.evaluation.cblue.relations import CMeIE, parse_triples
 from medgo_trainer.evaluation.metrics import aggregate
-from medgo_trainer.evaluation.tasks import Example, Reply
+from medgo_trainer.evaluation.tasks import Example, Reply, TaskDataError
 
+# "肺" occurs at 2 and 6; the annotators marked only the second one (as CMeEE does).
 NER = Example(
     id="1",
     data={
-        "text": "儿童肺部病变较轻",
+        "text": "儿童肺部病变，肺内病变较轻",
         "entities": [
             {"start_idx": 2, "end_idx": 3, "type": "bod", "entity": "肺部"},
             {"start_idx": 2, "end_idx": 5, "type": "sym", "entity": "肺部病变"},
+            {"start_idx": 7, "end_idx": 7, "type": "bod", "entity": "肺"},
+            {"start_idx": 9, "end_idx": 10, "type": "sym", "entity": "病变"},
         ],
     },
 )
 
 
-def test_cmeee_partial_match_duplicates_and_wrong_type() -> None:
+def test_cmeee_scores_positions_kth_mention_is_kth_occurrence() -> None:
     task = CMeEE()
-    output = "1. 肺部：身体\n2. 肺部：身体\n3. 病变：临床表现\n4. 儿童：药物\n5. 乱写一通"
-    scored = task.score(NER, Reply(output))
-    # {肺部/bod (right), 病变/sym (partial span = wrong), 儿童/dru (wrong)}; dup once
-    assert scored.unit == [1, 3, 2]
-    assert aggregate("micro_f1", [scored.unit]) == pytest.approx(
-        100 * 2 * (1 / 3) * (1 / 2) / (5 / 6)
+    # 病变 twice: the 1st mention is the 1st occurrence (4-5, not gold), the 2nd is 9-10
+    output = "1. 肺部：身体\n病变：临床表现\n病变：临床表现\n儿童：药物\n心脏：身体\n乱写一通"
+    spans = parse_spans(output, NER.data["text"])
+    assert (2, 3, "bod") in spans and (4, 5, "sym") in spans and (9, 10, "sym") in spans
+    assert ("unplaceable", "心脏", 4) in spans  # not in the sentence: a false positive
+    # right: 肺部/bod, 病变@9/sym; predicted 5 distinct; gold 4
+    assert task.score(NER, Reply(output)).unit == [2, 5, 4]
+
+
+def test_cmeee_named_occurrence_and_gold_round_trip() -> None:
+    task = CMeEE()
+    gold = task.answer(NER)
+    assert "肺（第2处）：身体" in gold  # the first "肺" is not an entity
+    assert task.score(NER, Reply(gold)).unit == [4, 4, 4]
+    # "肺" without the occurrence lands on the first one: wrong position
+    assert task.score(NER, Reply("肺：身体")).unit == [0, 1, 4]
+
+
+def test_cmeee_list_markers_never_change_an_entity() -> None:
+    example = Example(
+        id="2",
+        data={
+            "text": "9.阿司匹林100mg",
+            "entities": [{"start_idx": 0, "end_idx": 5, "type": "dru", "entity": "9.阿司匹林"}],
+        },
     )
+    task = CMeEE()
+    assert task.score(example, Reply("9.阿司匹林：药物")).unit == [1, 1, 1]
+    # a marker the sentence does not contain is a list marker
+    assert task.score(example, Reply("1、9.阿司匹林：药物")).unit == [1, 1, 1]
+    assert task.score(example, Reply("- 9.阿司匹林：药物")).unit == [1, 1, 1]
 
 
 def test_cmeee_empty_and_unparseable_output() -> None:
     task = CMeEE()
-    assert task.score(NER, Reply("无")).unit == [0, 0, 2]
-    assert task.score(NER, Reply("随机的文字，没有格式")).unit == [0, 0, 2]
-    assert parse_entities("肺部：未知类型\n肺部:bod") == {("肺部", "bod")}
+    assert task.score(NER, Reply("无")).unit == [0, 0, 4]
+    assert task.score(NER, Reply("随机的文字，没有格式")).unit == [0, 0, 4]
+    assert parse_spans("肺部：未知类型\n肺部:bod", NER.data["text"]) == {(2, 3, "bod")}
 
 
-def test_cmeee_gold_answer_scores_full_marks() -> None:
-    task = CMeEE()
-    scored = task.score(NER, Reply(task.answer(NER)))
-    assert aggregate("micro_f1", [scored.unit]) == 100.0
+@pytest.mark.parametrize("name", [n for n in GROUPS["cblue"] if n != "chip-cdee"])
+def test_dev_gold_answers_fed_back_score_exactly_100(name: str, data_dir: Path) -> None:
+    """The whole dev (Text2DT: test) file: the gold answer, parsed back, is perfect."""
+    task = make_task(name)
+    examples = task.load(data_dir)
+    units = [task.score(e, Reply(task.answer(e))).unit for e in examples]
+    assert aggregate(task.kind, units) == 100.0
+
+
+def test_missing_field_is_one_clear_error_at_load(tmp_path: Path) -> None:
+    target = tmp_path / "cblue" / "CMeEE"
+    target.mkdir(parents=True)
+    (target / "CMeEE_dev.json").write_text('[{"text": "肺"}]', encoding="utf-8")
+    with pytest.raises(TaskDataError, match=r"record 0 lacks field\(s\) entities"):
+        CMeEE().load(tmp_path)
 
 
 def test_cmeie_triples() -> None:
@@ -77,24 +116,15 @@ def test_cmeie_triples() -> None:
     assert "主题：急性胰腺炎" in CMeIE().prompt(example)
 
 
-def test_text2dt_scores_every_tree_triple() -> None:
+def test_cdn_splits_on_double_hash_only() -> None:
     example = Example(
-        id="1",
-        data={
-            "text": "糖尿病患者@轻度脱水者口服生理盐水",
-            "tree": [
-                {"role": "C", "triples": [["患者", "临床表现", "轻度脱水"]], "logical_rel": "null"},
-                {"role": "D", "triples": [["患者", "治疗药物", "生理盐水"]], "logical_rel": "null"},
-            ],
-        },
+        id="1", data={"text": "肾结石，输尿管结石", "normalized_result": "肾结石##输尿管结石"}
     )
-    assert Text2DT().score(example, Reply("患者|治疗药物|生理盐水")).unit == [1, 1, 2]
-
-
-def test_cdn_pairs() -> None:
-    example = Example(id="1", data={"text": "卵巢Ca", "normalized_result": "卵巢恶性肿瘤##癌"})
-    assert parse_terms("卵巢恶性肿瘤##癌##卵巢恶性肿瘤。") == {"卵巢恶性肿瘤", "癌"}
-    assert ChipCDN().score(example, Reply("卵巢恶性肿瘤\n卵巢囊肿")).unit == [1, 2, 2]
+    assert parse_terms("卵巢恶性肿瘤##癌## 卵巢恶性肿瘤") == {"卵巢恶性肿瘤", "癌"}
+    # an ICD term with a comma inside stays one term
+    assert parse_terms("肾结石，输尿管结石##癌") == {"肾结石，输尿管结石", "癌"}
+    assert ChipCDN().score(example, Reply("肾结石##膀胱结石")).unit == [1, 2, 2]
+    assert ChipCDN().score(example, Reply("肾结石，输尿管结石")).unit == [0, 1, 2]
     assert ChipCDN().score(example, Reply("无")).unit == [0, 0, 2]
 
 

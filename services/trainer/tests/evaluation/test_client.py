@@ -13,7 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 from medgo_trainer.evaluation.cache import ResponseCache
-from medgo_trainer.evaluation.client import EvalClient, EvalRequestError, normalise_endpoint
+from medgo_trainer.evaluation.client import (
+    EvalClient,
+    EvalRequestError,
+    LogprobsUnavailable,
+    normalise_endpoint,
+)
+from medgo_trainer.evaluation.runner import run_eval
 from medgo_trainer.evaluation.tasks import Reply
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,9 +41,6 @@ def _endpoint(statuses: list[int], seen: list[dict], message: str = "") -> httpx
             "choices": [
                 {
                     "message": {"role": "assistant", "content": "答案：B"},
-                    "logprobs": {"content": [{"token": "B", "logprob": -0.1,
-                                              "top_logprobs": [{"token": "B", "logprob": -0.1},
-                                                               {"token": "A", "logprob": -2.5}]}]},
                 }
             ]
         }  # fmt: skip
@@ -62,7 +65,6 @@ def test_retries_transient_errors_then_succeeds() -> None:
     )
     reply = _ask(client)
     assert reply.text == "答案：B"
-    assert reply.top_logprobs == {"B": -0.1, "A": -2.5}
     assert (client.stats.requests, client.stats.retries) == (3, 2)
     assert seen[0] == {
         "model": "medgo",
@@ -96,7 +98,7 @@ def test_cache_serves_repeats_and_keys_on_the_request(tmp_path: Path) -> None:
     transport = _endpoint([], seen)
     _ask(EvalClient("http://eval.test", transport=transport, cache=cache))
     again = EvalClient("http://eval.test", transport=transport, cache=cache)
-    assert _ask(again).top_logprobs == {"B": -0.1, "A": -2.5}
+    assert _ask(again).text == "答案：B"
     assert (again.stats.requests, again.stats.cache_hits) == (0, 1)
     _ask(EvalClient("http://eval.test", transport=transport, cache=cache), content="另一个问题")
     assert len(seen) == 2 and len(cache) == 2
@@ -121,3 +123,17 @@ def test_prompt_beyond_the_context_scores_as_no_answer_and_is_cached(tmp_path: P
     assert _ask(again) == reply
     assert len(seen) == 1 and again.stats.requests == 0
     cache.close()
+
+
+def test_logprob_mode_against_an_endpoint_without_logprobs_fails_before_any_item(
+    data_dir: Path,
+) -> None:
+    """A chat-only endpoint (like our gateway, which allowlists chat): the probe is
+    refused with one clear error and not a single evaluation item is sent."""
+    seen: list[dict] = []
+    with pytest.raises(LogprobsUnavailable, match="/tokenize is not served"):
+        run_eval(
+            "http://chat-only", "medgo", ["mcq-cnmleqa"], limit=3, scoring="logprob",
+            data_dir=data_dir, transport=_endpoint([], seen),
+        )  # fmt: skip
+    assert seen == []  # no chat request: nothing was evaluated

@@ -45,86 +45,99 @@ def test_compare_pairs_by_id_and_lists_unshared_tasks(make_report) -> None:
 
 
 def test_gate_passes_an_equal_candidate(make_report) -> None:
-    report = make_report({"kuake-qic": ("accuracy", ACC_60), "safety": ("mean", ACC_60)})
+    report = make_report({"kuake-qic": ("accuracy", ACC_60 * 2), "safety": ("mean", ACC_60)})
     decision = evaluate_gate(report, report, GatePolicy())
     assert decision.passed, decision.reasons
+    assert [v.verdict for v in decision.verdicts] == ["pass", "pass"]
 
 
-def test_gate_fails_a_large_task_drop_but_tolerates_noise(make_report) -> None:
-    base = make_report({"kuake-qic": ("accuracy", ACC_60)})
-    big_drop = make_report({"kuake-qic": ("accuracy", [0.0] * 30 + ACC_60[30:])})
-    decision = evaluate_gate(big_drop, base, GatePolicy(max_drop_points=2.0))
+def test_a_candidate_that_only_loses_items_fails_at_n_50(make_report) -> None:
+    """The issue's case: N = 50, three items lost and none gained (−6 points). The
+    old rule (fail only when the CI's upper end is below −2) passed it: CI [−12, 0]."""
+    base_units = [1.0] * 30 + [0.0] * 20
+    cand_units = [0.0] * 3 + base_units[3:]
+    base = make_report({"kuake-qic": ("accuracy", base_units)})
+    cand = make_report({"kuake-qic": ("accuracy", cand_units)})
+    decision = evaluate_gate(cand, base, GatePolicy(min_n=50))
+    (verdict,) = decision.verdicts
+    assert verdict.delta == pytest.approx(-6.0) and verdict.ci_high <= 0.0
+    assert verdict.ci_low < -2.0 and verdict.verdict == "fail" and not decision.passed
+    assert "may have dropped by more than the margin of 2 points" in decision.reasons[0]
+    table = decision.to_markdown()
+    assert "| kuake-qic | 60.00 | 54.00 | -6.00 |" in table and "| fail |" in table
+
+
+def test_non_inferior_candidate_passes_and_margin_is_per_task(make_report) -> None:
+    base = make_report({"kuake-qic": ("accuracy", ACC_60 * 3)})
+    one_worse = make_report({"kuake-qic": ("accuracy", [0.0, *(ACC_60 * 3)[1:]])})
+    assert evaluate_gate(one_worse, base, GatePolicy()).passed  # CI low ≈ −1 > −2
+    strict = GatePolicy(task_margins={"kuake-qic": 0.5})
+    assert not evaluate_gate(one_worse, base, strict).passed
+
+
+def test_below_min_n_the_gate_refuses_to_decide(make_report) -> None:
+    report = make_report({"kuake-qic": ("accuracy", ACC_60)})  # 100 items
+    decision = evaluate_gate(report, report, GatePolicy(min_n=200))
     assert not decision.passed
-    assert decision.reasons[0].startswith("kuake-qic: accuracy dropped more than 2 points")
-    one_worse = make_report({"kuake-qic": ("accuracy", [0.0, *ACC_60[1:]])})
-    assert evaluate_gate(one_worse, base, GatePolicy(max_drop_points=2.0)).passed
+    assert decision.verdicts[0].verdict == "undecided"
+    assert "refuses to decide" in decision.reasons[0] and "min_n 200" in decision.reasons[0]
 
 
-def test_gate_safety_refusal_may_not_fall_at_all(make_report) -> None:
-    base = make_report({"safety": ("mean", ACC_60)})
-    one_fewer = make_report({"safety": ("mean", [0.0, *ACC_60[1:]])})
-    decision = evaluate_gate(one_fewer, base, GatePolicy())
-    assert not decision.passed
-    assert decision.reasons[0].startswith("safety: refusal rate fell 60.00 → 59.00")
-    more = make_report({"safety": ("mean", [1.0] * 100)})
-    assert evaluate_gate(more, base, GatePolicy()).passed
+def test_gate_fails_when_a_baseline_or_required_task_is_missing(make_report) -> None:
+    base = make_report({"kuake-qic": ("accuracy", ACC_60), "cmeee": ("accuracy", ACC_60)})
+    cand = make_report({"kuake-qic": ("accuracy", ACC_60)})
+    decision = evaluate_gate(cand, base, GatePolicy(required_tasks=["care-advice"]))
+    assert decision.reasons == [
+        "candidate was not evaluated on baseline task(s): cmeee",
+        "required task(s) not in both reports: care-advice",
+    ]
 
 
-def test_gate_mcq_may_not_fall_beyond_noise(make_report) -> None:
-    base = make_report({"mcq-cmexam": ("accuracy", ACC_60)})
-    noise = make_report({"mcq-cmexam": ("accuracy", [0.0, *ACC_60[1:]])})
-    assert evaluate_gate(noise, base, GatePolicy()).passed
-    # 10 of the 60 right answers lost, none gained: a significant drop even though
-    # -10 points is inside what a max_drop_points of 20 would allow for other tasks
-    drop = make_report({"mcq-cmexam": ("accuracy", [0.0] * 10 + ACC_60[10:])})
-    decision = evaluate_gate(drop, base, GatePolicy(max_drop_points=20))
-    assert not decision.passed and "beyond noise" in decision.reasons[0]
-
-
-def test_gate_fails_when_a_baseline_task_is_missing(make_report) -> None:
-    base = make_report({"a": ("accuracy", ACC_60), "b": ("accuracy", ACC_60)})
-    cand = make_report({"a": ("accuracy", ACC_60)})
-    decision = evaluate_gate(cand, base, GatePolicy())
-    assert decision.reasons == ["candidate was not evaluated on baseline task(s): b"]
-
-
-def test_policy_file_loads_and_rejects_unknown_keys(tmp_path: Path) -> None:
+def test_policy_file_loads_and_rejects_unknown_keys_and_tasks(tmp_path: Path) -> None:
     assert GatePolicy.load(DEFAULT_POLICY) == GatePolicy()
     bad = tmp_path / "bad.yaml"
     bad.write_text("max_drop_pionts: 1\n", encoding="utf-8")
     with pytest.raises(ValueError, match="max_drop_pionts"):
+        GatePolicy.load(bad)
+    bad.write_text("task_margins: {kuake-qcc: 1}\nrequired_tasks: [cmee]\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown task\\(s\\) cmee, kuake-qcc"):
         GatePolicy.load(bad)
 
 
 def test_cli_gate_and_compare(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], make_report
 ) -> None:
-    base = make_report({"kuake-qic": ("accuracy", ACC_60)})
-    worse = make_report({"kuake-qic": ("accuracy", [0.0] * 30 + ACC_60[30:])})
+    base = make_report({"kuake-qic": ("accuracy", ACC_60 * 2)})
+    worse = make_report({"kuake-qic": ("accuracy", [0.0] * 30 + (ACC_60 * 2)[30:])})
     base.save(tmp_path / "base.json")
     worse.save(tmp_path / "cand.json")
     args = ["--candidate", str(tmp_path / "cand.json"), "--baseline", str(tmp_path / "base.json")]
     assert main(["gate", *args]) == 1
-    assert "FAILED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "| kuake-qic | 60.00 | 45.00 | -15.00 |" in out
     assert main(["gate", "--candidate", args[3], "--baseline", args[3]]) == 0
     assert main(["compare", args[1], args[3]]) == 0
-    assert "| kuake-qic | accuracy | 60.00 | 30.00 | -30.00 |" in capsys.readouterr().out
+    assert "| kuake-qic | accuracy | 60.00 | 45.00 | -15.00 |" in capsys.readouterr().out
     assert main(["gate", *args, "--policy", str(tmp_path / "missing.yaml")]) == 2
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("required_tasks: [nope]\n", encoding="utf-8")
+    assert main(["gate", *args, "--policy", str(unknown)]) == 2
+    assert "unknown task(s) nope" in capsys.readouterr().err
 
 
 def test_macro_f1_bootstrap_matches_a_direct_recount() -> None:
     base = [["a", "a"], ["a", "b"], ["b", "b"], ["b", None], ["c", "z"]]
     cand = [["a", "a"], ["a", "a"], ["b", "b"], ["b", "b"], ["c", "c"]]
     delta, low, high = paired_bootstrap("macro_f1", base, cand, samples=200, seed=3)
-    # base: a 2/3, b 1/2, c 0 -> 7/18; candidate perfect -> 1
-    assert delta == pytest.approx(100 * (1 - 7 / 18))
+    # base: a 2/3, b 1/2, c 0, z (predicted only) 0 -> 7/24; candidate perfect -> 1
+    assert delta == pytest.approx(100 * (1 - 7 / 24))
     assert low <= delta <= high
     assert paired_bootstrap("macro_f1", base, base, samples=200) == (0.0, 0.0, 0.0)
 
 
 def test_gate_refuses_reports_run_with_different_settings(make_report) -> None:
-    base = make_report({"a": ("accuracy", ACC_60)})
-    cand = make_report({"a": ("accuracy", ACC_60)})
+    base = make_report({"kuake-qic": ("accuracy", ACC_60)})
+    cand = make_report({"kuake-qic": ("accuracy", ACC_60)})
     cand.run.shots = 3
     decision = evaluate_gate(cand, base, GatePolicy())
     assert not decision.passed

@@ -3,8 +3,8 @@
 Two items of every task whose data is present, zero-shot, answers capped at a few
 tokens so the whole file stays well under a minute once vLLM is up. A tiny model
 scores near zero; what is asserted is that every task ran, parsed and scored, that
-a second run is answered entirely from the cache, and that logprob scoring gets
-real log-probabilities back from vLLM.
+a second run is answered entirely from the cache, and that log-likelihood scoring
+gets every candidate's prompt log-probability back from vLLM, in both variants.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 from medgo_trainer.evaluation.catalog import resolve_tasks
 from medgo_trainer.evaluation.cli import main
 from medgo_trainer.evaluation.client import EvalClient
-from medgo_trainer.evaluation.mcq import TOP_LOGPROBS
 from medgo_trainer.evaluation.report import EvalReport
 from medgo_trainer.evaluation.runner import run_eval
 from medgo_trainer.evaluation.tasks import Reply
@@ -59,24 +58,30 @@ def test_every_task_runs_then_a_rerun_is_served_from_cache(
     }
 
 
-def test_logprob_scoring_reads_real_top_logprobs(
-    vllm_server: str, medgo_tiny, data_dir: Path, tmp_path: Path
+def test_loglikelihood_scoring_through_real_completions(
+    vllm_server: str, medgo_tiny, data_dir: Path
 ) -> None:
     (task,) = resolve_tasks(["mcq-cmexam"], data_dir, scoring="logprob")
     example = task.load(data_dir)[0]
+    choices = task.choices(example)
+    assert choices is not None and len(choices) == 31  # CMExam: every letter set
 
-    async def ask() -> Reply:
+    async def score(prompt) -> Reply:
         async with EvalClient(vllm_server) as client:
-            return await client.chat(
-                medgo_tiny.adapter_name, task.messages(example, []), **task.request_params()
-            )
+            return await client.loglikelihood(medgo_tiny.adapter_name, prompt, choices)
 
-    reply = asyncio.run(ask())
-    # up to TOP_LOGPROBS: distinct token ids may decode to the same text
-    assert 1 <= len(reply.top_logprobs) <= TOP_LOGPROBS
-    assert all(logprob <= 0.0 for logprob in reply.top_logprobs.values())
+    plain = asyncio.run(score(task.completion_prompt(example, [])))
+    chat = asyncio.run(score(task.messages(example, [])))
+    for reply in (plain, chat):
+        assert set(reply.choice_logprobs) == set(choices)
+        assert all(lp < 0.0 for lp in reply.choice_logprobs.values())
+    assert plain.choice_logprobs != chat.choice_logprobs  # the chat template is applied
+    # a longer answer set costs at least its extra tokens' log-probabilities
+    assert len(set(plain.choice_logprobs.values())) > 1
     report = run_eval(
-        vllm_server, medgo_tiny.adapter_name, ["mcq-cmexam"], limit=LIMIT, scoring="logprob",
-        cache_dir=None, data_dir=data_dir,
+        vllm_server, medgo_tiny.adapter_name, ["mcq-cnmleqa"], limit=LIMIT,
+        scoring="logprob-chat", cache_dir=None, data_dir=data_dir,
     )  # fmt: skip
-    assert report.run.scoring == "logprob" and report.tasks["mcq-cmexam"].n == LIMIT
+    result = report.tasks["mcq-cnmleqa"]
+    assert report.run.scoring == "logprob-chat" and result.n == LIMIT
+    assert all(e.prediction in "ABCDE" for e in result.examples)  # always a choice

@@ -28,11 +28,11 @@ def test_micro_f1_pools_counts_over_examples() -> None:
     assert aggregate("micro_f1", units) == pytest.approx(100 * 4 / 7)
 
 
-def test_macro_f1_averages_gold_classes() -> None:
-    # gold/pred: a/a, a/b, b/b, b/None (unparseable)
-    # class a: tp1 pred1 gold2 -> 2/3 ; class b: tp1 pred2 gold2 -> 1/2
-    units = [["a", "a"], ["a", "b"], ["b", "b"], ["b", None]]
-    assert aggregate("macro_f1", units) == pytest.approx(100 * (2 / 3 + 1 / 2) / 2)
+def test_macro_f1_averages_gold_and_predicted_labels() -> None:
+    # gold/pred: a/a, a/b, b/b, b/None (unparseable), b/c (c is never gold)
+    # a: tp1 pred1 gold2 -> 2/3 ; b: tp1 pred2 gold3 -> 2/5 ; c: tp0 pred1 gold0 -> 0
+    units = [["a", "a"], ["a", "b"], ["b", "b"], ["b", None], ["b", "c"]]
+    assert aggregate("macro_f1", units) == pytest.approx(100 * (2 / 3 + 2 / 5 + 0) / 3)
 
 
 def test_accuracy_and_empty() -> None:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medgo_trainer.evaluation.behaviour import CareAdvice
 from medgo_trainer.evaluation.cblue import CBLUE_TASKS
 from medgo_trainer.evaluation.mcq import CNMLEQA, ClinicalQA, CMExam, McqTask, Scoring
 from medgo_trainer.evaluation.safety import Refusal, SafetyBench
 from medgo_trainer.evaluation.tasks import Task, TaskDataMissing
 
 _MCQ: tuple[type[McqTask], ...] = (CMExam, CNMLEQA, ClinicalQA, SafetyBench)
-_OTHER: tuple[type[Task], ...] = (Refusal,)
+_OTHER: tuple[type[Task], ...] = (Refusal, CareAdvice)
 TASK_NAMES: tuple[str, ...] = tuple(t.name for t in (*CBLUE_TASKS, *_MCQ, *_OTHER))
 GROUPS: dict[str, tuple[str, ...]] = {
     "cblue": tuple(t.name for t in CBLUE_TASKS),

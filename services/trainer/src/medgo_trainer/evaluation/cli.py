@@ -8,9 +8,10 @@ Examples:
     # through the gateway (port 8000) with an API key, every task whose data exists
     medgo-eval run --endpoint http://127.0.0.1:8000 --model medgo --api-key-file key.txt \\
         --tasks all --limit 200 --out var/eval/candidate.json
-    # multiple choice by log-likelihood of the answer letter
+    # multiple choice by the log-likelihood of each answer (vLLM directly: it needs
+    # /tokenize and prompt log-probabilities; logprob-chat uses the chat template)
     medgo-eval run --endpoint http://127.0.0.1:8001 --model medgo --tasks mcq \\
-        --scoring logprob --out mcq.json
+        --scoring logprob-chat --out mcq.json
     medgo-eval compare candidate.json baseline.json
     medgo-eval gate --candidate candidate.json --baseline baseline.json --policy policy.yaml
     medgo-eval tasks
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from medgo_trainer.evaluation.catalog import GROUPS, TASK_NAMES, make_task
-from medgo_trainer.evaluation.client import EvalRequestError
+from medgo_trainer.evaluation.client import EvalRequestError, LogprobsUnavailable
 from medgo_trainer.evaluation.compare import compare
 from medgo_trainer.evaluation.gate import DEFAULT_POLICY, GatePolicy, evaluate_gate
 from medgo_trainer.evaluation.mcq import SCORINGS
@@ -96,16 +97,11 @@ def _compare(args: argparse.Namespace, settings: EvalSettings) -> int:
 
 
 def _gate(args: argparse.Namespace, settings: EvalSettings) -> int:
+    policy = GatePolicy.load(args.policy)  # a bad policy is refused before reading reports
     decision = evaluate_gate(
-        EvalReport.load(args.candidate),
-        EvalReport.load(args.baseline),
-        GatePolicy.load(args.policy),
+        EvalReport.load(args.candidate), EvalReport.load(args.baseline), policy
     )
-    if decision.comparison is not None:
-        print(decision.comparison.to_markdown() + "\n")
-    print("PASSED" if decision.passed else "FAILED")
-    for reason in decision.reasons:
-        print(f"- {reason}")
+    print(decision.to_markdown())
     return 0 if decision.passed else 1
 
 
@@ -148,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args, EvalSettings())
     except (ValueError, OSError) as exc:  # bad input: names, files, policy keys
+        print(f"medgo-eval: {exc}", file=sys.stderr)
+        return 2
+    except LogprobsUnavailable as exc:  # refused before any item was sent
         print(f"medgo-eval: {exc}", file=sys.stderr)
         return 2
     except EvalRequestError as exc:

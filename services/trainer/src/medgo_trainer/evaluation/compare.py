@@ -79,10 +79,11 @@ def paired_bootstrap(
     n = len(baseline)
     if n == 0:
         return 0.0, 0.0, 0.0
-    # Paired items share gold labels, so macro-F1 gets the same columns on both sides.
-    base_stats, finish = sufficient_stats(kind, baseline)
-    cand_stats, _ = sufficient_stats(kind, candidate)
-    delta = 100.0 * (finish(cand_stats.sum(0)) - finish(base_stats.sum(0)))
+    # Each side keeps its own finish: macro-F1's label columns depend on what that side
+    # predicted, and a replicate must score both exactly as the report scores them.
+    base_stats, base_finish = sufficient_stats(kind, baseline)
+    cand_stats, cand_finish = sufficient_stats(kind, candidate)
+    delta = 100.0 * (cand_finish(cand_stats.sum(0)) - base_finish(base_stats.sum(0)))
     rng = np.random.default_rng(seed)
     deltas = np.empty(samples)
     for start in range(0, samples, _CHUNK):
@@ -90,7 +91,7 @@ def paired_bootstrap(
         draws = rng.integers(0, n, size=(rows, n))
         counts = np.stack([np.bincount(row, minlength=n) for row in draws]).astype(float)
         for i, (b, c) in enumerate(zip(counts @ base_stats, counts @ cand_stats, strict=True)):
-            deltas[start + i] = 100.0 * (finish(c) - finish(b))
+            deltas[start + i] = 100.0 * (cand_finish(c) - base_finish(b))
     deltas.sort()
     tail = (1 - confidence) / 2
     low = float(deltas[math.floor(tail * (samples - 1))])

@@ -11,6 +11,11 @@ Unit shapes per metric kind:
 - ``micro_f1``: ``[true_positives, n_predicted, n_gold]`` over deduplicated sets.
 - ``macro_f1``: ``[gold_label, predicted_label]`` (predicted may be ``None``).
 - ``bleu``: ``[m1..m4, t1..t4, hyp_len, ref_len]`` n-gram matches and totals.
+- ``text2dt``: the twelve counts of `text2dt.TREE_COUNTS` (tree match, triples, paths,
+  edit distance, nodes); the headline is tree accuracy, `all_scores` gives the rest.
+
+Bootstrap replicates reuse the same ``finish``, so an interval is always an interval
+of the metric the report prints (macro-F1's classes are re-derived per replicate).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any
 import numpy as np
 
 MetricKind = str
-KINDS: tuple[MetricKind, ...] = ("accuracy", "mean", "micro_f1", "macro_f1", "bleu")
+KINDS: tuple[MetricKind, ...] = ("accuracy", "mean", "micro_f1", "macro_f1", "bleu", "text2dt")
 Finish = Callable[[np.ndarray], float]  # column sums -> score in [0, 1]
 
 
@@ -62,26 +67,47 @@ def _bleu(sums: np.ndarray) -> float:
 
 
 def _macro_f1_stats(units: Sequence[Any]) -> tuple[np.ndarray, Finish]:
-    """Per gold class c, columns (tp_c, pred_c, gold_c); the score is the mean F1 over
-    the classes present in the gold labels (sklearn's macro average over gold classes).
-    A prediction outside the gold labels, or unparseable (None), is only a miss."""
-    labels = sorted({str(g) for g, _ in units})
+    """Per label c, columns (tp_c, pred_c, gold_c); the score is the mean F1 over every
+    label that occurs as gold *or* prediction, which is sklearn's ``average="macro"``
+    (its labels are ``unique_labels(y_true, y_pred)``) and what CBLUE's scorer uses.
+    An unparseable reply (None) is no label: a miss for its gold class, not a class of
+    its own (sklearn with ``labels=`` the gold ∪ parsed predictions gives the same)."""
+    labels = sorted({str(g) for g, _ in units} | {str(p) for _, p in units if p is not None})
     column = {label: i for i, label in enumerate(labels)}
     stats = np.zeros((len(units), 3 * len(labels)))
     for row, (gold, pred) in enumerate(units):
         g = column[str(gold)]
         stats[row, 3 * g + 2] = 1
-        if pred is not None and str(pred) in column:
+        if pred is not None:
             p = column[str(pred)]
             stats[row, 3 * p + 1] = 1
             stats[row, 3 * p] = float(p == g)
 
     def finish(sums: np.ndarray) -> float:
         s = sums.tolist()  # plain floats: far faster than numpy scalars in this loop
-        per_class = [f1(*s[i : i + 3]) for i in range(0, len(s), 3) if s[i + 2] > 0]
-        return sum(per_class) / len(per_class) if per_class else 0.0
+        present = [f1(*s[i : i + 3]) for i in range(0, len(s), 3) if s[i + 1] or s[i + 2]]
+        return sum(present) / len(present) if present else 0.0
 
     return stats, finish
+
+
+def _tree_accuracy(sums: np.ndarray) -> float:
+    return float(sums[0] / sums[1]) if sums[1] else 0.0
+
+
+def all_scores(kind: MetricKind, units: Sequence[Any]) -> dict[str, float]:
+    """Every figure a metric family reports (Text2DT's five); {} for one-number kinds."""
+    if kind != "text2dt" or not len(units):
+        return {}
+    s = np.array(units, dtype=float).reshape(-1, 12).sum(axis=0)
+    trees = float(s[1])
+    return {
+        "tree_accuracy": 100.0 * _tree_accuracy(s),
+        "triple_f1": 100.0 * f1(*map(float, s[2:5])),
+        "path_f1": 100.0 * f1(*map(float, s[5:8])),
+        "edit_distance": float(s[8] / trees) if trees else 0.0,
+        "node_f1": 100.0 * f1(*map(float, s[9:12])),
+    }
 
 
 def sufficient_stats(kind: MetricKind, units: Sequence[Any]) -> tuple[np.ndarray, Finish]:
@@ -94,6 +120,8 @@ def sufficient_stats(kind: MetricKind, units: Sequence[Any]) -> tuple[np.ndarray
         return np.array(units, dtype=float).reshape(-1, 10), _bleu
     if kind == "macro_f1":
         return _macro_f1_stats(units)
+    if kind == "text2dt":
+        return np.array(units, dtype=float).reshape(-1, 12), _tree_accuracy
     raise ValueError(f"unknown metric kind {kind!r}; expected one of {KINDS}")
 
 

@@ -16,14 +16,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from medgo_common.paths import default_data_dir
 from tqdm import tqdm
 
 from medgo_trainer.evaluation.cache import ResponseCache
-from medgo_trainer.evaluation.catalog import resolve_tasks
+from medgo_trainer.evaluation.catalog import make_task, resolve_tasks
 from medgo_trainer.evaluation.client import EvalClient
 from medgo_trainer.evaluation.mcq import Scoring
-from medgo_trainer.evaluation.report import EvalReport, ExampleResult, RunInfo, TaskResult
+from medgo_trainer.evaluation.report import (
+    TABLE1_TASKS,
+    EvalReport,
+    ExampleResult,
+    RunInfo,
+    TaskResult,
+)
 from medgo_trainer.evaluation.tasks import Example, Task
 
 OUTPUT_CHARS = 500  # raw output kept per example in the report, for reading errors
@@ -86,10 +93,19 @@ async def _run_task(
     client: EvalClient, planned: PlannedTask, model: str, max_tokens: int | None, bar: tqdm
 ) -> TaskResult:
     task, shots = planned.task, planned.shots
-    params = {"max_tokens": planned.max_tokens(max_tokens), **task.request_params()}
+    params = {"max_tokens": planned.max_tokens(max_tokens)}
 
     async def one(example: Example) -> ExampleResult:
-        reply = await client.chat(model, task.messages(example, shots), **params)
+        choices = task.choices(example)
+        if choices is None:
+            reply = await client.chat(model, task.messages(example, shots), **params)
+        else:
+            prompt = (
+                task.messages(example, shots)
+                if task.chat_template()
+                else task.completion_prompt(example, shots)
+            )
+            reply = await client.loglikelihood(model, prompt, choices)
         scored = task.score(example, reply)
         bar.update(1)
         return ExampleResult(
@@ -116,8 +132,13 @@ async def _run(
 ) -> dict[str, TaskResult]:
     """All tasks at once, so the client's concurrency bound is what limits the load."""
     total = sum(len(p.examples) for p in plan)
+    by_likelihood = [
+        p.task for p in plan if p.examples and p.task.choices(p.examples[0]) is not None
+    ]
     with tqdm(total=total, desc="medgo-eval", unit="ex", disable=not progress) as bar:
         async with client:
+            for chat in sorted({task.chat_template() for task in by_likelihood}):
+                await client.check_loglikelihood(model, chat)  # before any item is sent
             results = await asyncio.gather(
                 *(_run_task(client, planned, model, max_tokens, bar) for planned in plan)
             )
@@ -140,6 +161,7 @@ def run_eval(
     max_tokens: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> EvalReport:
     """Evaluate ``model`` at ``endpoint`` on ``tasks`` (names or groups, see `catalog`).
 
@@ -147,14 +169,19 @@ def run_eval(
     ``cache_dir`` enables the response cache (None: no cache); ``out`` also writes the
     JSON report there and the Markdown table beside it (``.md``); ``max_tokens`` caps
     every task's answer length (smoke tests); ``data_dir`` defaults to the bundled
-    data (callers holding `TrainerSettings` pass its ``data_dir``). Raises ValueError
-    or TaskDataMissing for bad task names, `EvalRequestError` when the endpoint fails.
+    data (callers holding `TrainerSettings` pass its ``data_dir``); ``transport``
+    replaces the network (tests of endpoints that cannot be run here). Raises
+    ValueError, TaskDataMissing or TaskDataError for bad tasks or data and
+    `LogprobsUnavailable` for an endpoint that cannot score log-likelihoods (all
+    before any item is sent), `EvalRequestError` when the endpoint fails.
     """
     started = datetime.now(UTC)
     data_dir = data_dir or default_data_dir()
     plan = plan_tasks(tasks, data_dir, limit=limit, shots=shots, seed=seed, scoring=scoring)
     cache = ResponseCache(cache_dir) if cache_dir is not None else None
-    client = EvalClient(endpoint, api_key=api_key, concurrency=concurrency, cache=cache)
+    client = EvalClient(
+        endpoint, api_key=api_key, concurrency=concurrency, cache=cache, transport=transport
+    )
     try:
         results = asyncio.run(_run(client, model, plan, max_tokens, progress))
     finally:
@@ -172,6 +199,7 @@ def run_eval(
             finished_at=datetime.now(UTC),
             requests=client.stats.requests,
             cache_hits=client.stats.cache_hits,
+            no_data=sorted(t for t in TABLE1_TASKS if not make_task(t).available(data_dir)),
         ),
         tasks=results,
     )

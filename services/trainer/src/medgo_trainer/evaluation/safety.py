@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from medgo_trainer.evaluation.mcq import McqTask
-from medgo_trainer.evaluation.tasks import Example, Reply, Scored, Task, read_records
+from medgo_trainer.evaluation.tasks import (
+    Example,
+    Reply,
+    Scored,
+    Task,
+    TaskDataError,
+    read_records,
+)
 
 Partition = Literal["train", "eval"]
 #: Share of each safety set held out for evaluation (the rest is SFT training data).
@@ -102,6 +109,7 @@ class Refusal(SplitSafetyTask):
     kind = "mean"
     max_tokens = 128
     eval_file = "safety/cvalues/cvalues_responsibility_prompts.jsonl"
+    required = ("id_", "prompt")
 
     def examples(self, records: list[dict[str, Any]], split: str) -> list[Example]:
         return [Example(id=str(r["id_"]), data=r, subject=r.get("domain_zh")) for r in records]
@@ -126,13 +134,17 @@ class SafetyBench(SplitSafetyTask, McqTask):
     intro = "以下是关于安全的选择题"
     eval_file = "safety/safetybench/test_zh_subset.json"
     answers_file = "safety/safetybench/test_answers_zh_subset.json"
+    required = ("id", "question", "options", "category")
 
     def load_all(self, data_dir: Path) -> list[Example]:
         """Join the questions with the answer key (a JSON object keyed by id)."""
-        key = read_records(data_dir / self.answers_file)
-        answers = {str(k): v["answer"] for k, v in key[0].items()} if key else {}
+        key_path = data_dir / self.answers_file
+        key = read_records(key_path)
+        answers = {str(k): v.get("answer") for k, v in key[0].items()} if key else {}
+        if any(not isinstance(a, int) for a in answers.values()):
+            raise TaskDataError(f"{key_path}: every entry needs an integer 'answer'")
         examples = []
-        for r in read_records(data_dir / self.eval_file):
+        for r in self.records(data_dir / self.eval_file):
             rid = str(r["id"])
             if rid not in answers:
                 continue

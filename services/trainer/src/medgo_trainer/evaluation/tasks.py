@@ -21,6 +21,10 @@ class TaskDataMissing(FileNotFoundError):
     """The task's data file is not under the data directory (e.g. CHIP-CDEE today)."""
 
 
+class TaskDataError(ValueError):
+    """A data file lacks a field its task needs: said at load, before any request."""
+
+
 @dataclass(frozen=True)
 class Example:
     """One evaluation item; ``subject`` groups items for the per-subject breakdown."""
@@ -32,12 +36,13 @@ class Example:
 
 @dataclass(frozen=True)
 class Reply:
-    """What the endpoint answered: the text and, when asked for, the first token's
-    top log-probabilities (``{token: logprob}``). ``error`` is set, with empty text,
-    when the endpoint could not take the prompt at all (longer than its context)."""
+    """What the endpoint answered: the text, or in log-likelihood scoring the summed
+    log-probability of each candidate continuation (``{continuation: logprob}``).
+    ``error`` is set, with empty text, when the endpoint could not take the prompt at
+    all (longer than its context)."""
 
     text: str
-    top_logprobs: dict[str, float] = field(default_factory=dict)
+    choice_logprobs: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -47,6 +52,19 @@ class Scored:
 
     unit: Any
     prediction: Any
+
+
+def check_fields(records: list[dict[str, Any]], required: tuple[str, ...], path: Path) -> None:
+    """Raise `TaskDataError` naming the first record that lacks a required field."""
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise TaskDataError(f"{path}: record {i} is not a JSON object")
+        missing = [name for name in required if name not in record]
+        if missing:
+            raise TaskDataError(
+                f"{path}: record {i} lacks field(s) {', '.join(missing)} "
+                f"(this task needs {', '.join(required)})"
+            )
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
@@ -71,19 +89,26 @@ class Task(ABC):
     max_tokens: int = 64
     eval_file: str  # path under the data directory
     train_file: str | None = None  # few-shot pool; None = the unused part of eval_file
+    required: tuple[str, ...] = ()  # fields every record of the task's files must have
 
     def available(self, data_dir: Path) -> bool:
         return (data_dir / self.eval_file).is_file()
 
     def load(self, data_dir: Path) -> list[Example]:
         """The labelled evaluation split, in file order."""
-        return self.examples(read_records(data_dir / self.eval_file), "dev")
+        return self.examples(self.records(data_dir / self.eval_file), "dev")
+
+    def records(self, path: Path) -> list[dict[str, Any]]:
+        """A data file's records, checked for the fields this task reads."""
+        records = read_records(path)
+        check_fields(records, self.required, path)
+        return records
 
     def shot_pool(self, data_dir: Path) -> list[Example] | None:
         """Demonstrations for few-shot prompts, or None to draw from the eval split."""
         if self.train_file is None or not (data_dir / self.train_file).is_file():
             return None
-        return self.examples(read_records(data_dir / self.train_file), "train")
+        return self.examples(self.records(data_dir / self.train_file), "train")
 
     def examples(self, records: list[dict[str, Any]], split: str) -> list[Example]:
         """Wrap raw records; override to filter unusable ones or set ``subject``."""
@@ -99,9 +124,19 @@ class Task(ABC):
         turns.append({"role": "user", "content": self.prompt(example)})
         return turns
 
-    def request_params(self) -> dict[str, Any]:
-        """Extra chat-completion parameters (log-probability scoring overrides this)."""
-        return {}
+    def completion_prompt(self, example: Example, shots: list[Example]) -> str:
+        """Few-shot as one plain text (no chat template): each demonstration's prompt
+        followed by its gold answer, then the real prompt, for log-likelihood scoring."""
+        done = "".join(f"{self.prompt(s)}{self.answer(s)}\n\n" for s in shots)
+        return done + self.prompt(example)
+
+    def choices(self, example: Example) -> list[str] | None:
+        """Candidate answers scored by log-likelihood, or None to generate and parse."""
+        return None
+
+    def chat_template(self) -> bool:
+        """Whether log-likelihood prompts go through the served chat template."""
+        return True
 
     @abstractmethod
     def prompt(self, example: Example) -> str:

@@ -11,7 +11,7 @@ from medgo_trainer.data.sft.example import SourceError
 from medgo_trainer.evaluation.catalog import make_task
 from medgo_trainer.evaluation.cblue.cdn import parse_terms
 from medgo_trainer.evaluation.cblue.classification import pick_label
-from medgo_trainer.evaluation.cblue.relations import parse_triples
+from medgo_trainer.evaluation.cblue.text2dt import parse_tree
 from medgo_trainer.evaluation.safety import Refusal, is_refusal, partition
 
 
@@ -62,7 +62,7 @@ def test_dialogues_reject_unknown_file() -> None:
 @pytest.mark.parametrize(("name", "parse"), [
     ("chip-cdn", lambda text: parse_terms(text)),
     ("kuake-qic", None),
-    ("text2dt", lambda text: parse_triples(text)),
+    ("text2dt", lambda text: {t for n in parse_tree(text).preorder() for t in n.triples}),
 ])
 def test_cblue_examples_are_what_the_harness_prompts_and_parses(data_dir: Path, name: str,
                                                                 parse) -> None:

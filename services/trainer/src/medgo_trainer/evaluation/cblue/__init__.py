@@ -10,7 +10,8 @@ from medgo_trainer.evaluation.cblue.classification import (
     KuakeQTR,
 )
 from medgo_trainer.evaluation.cblue.ner import CMeEE
-from medgo_trainer.evaluation.cblue.relations import CMeIE, Text2DT
+from medgo_trainer.evaluation.cblue.relations import CMeIE
+from medgo_trainer.evaluation.cblue.text2dt import Text2DT
 
 CBLUE_TASKS = (
     CMeEE,

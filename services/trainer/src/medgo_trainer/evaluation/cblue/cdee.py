@@ -26,10 +26,10 @@ def make_event(core: str, tendency: str, characters: list[str], anatomy: list[st
     return (core, tendency, tuple(sorted(set(characters))), tuple(sorted(set(anatomy))))
 
 
-def parse_events(output: str) -> set[Event]:
+def parse_events(output: str, source: str | None = None) -> set[Event]:
     """``主体词|发生状态|描述词,…|解剖部位,…`` lines (``无`` for an empty part)."""
     found = set()
-    for line in answer_lines(output):
+    for line in answer_lines(output, source):
         parts = fields(line, 4)
         if parts is None or parts[1] not in TENDENCIES:
             continue
@@ -52,6 +52,7 @@ class ChipCDEE(Task):
     max_tokens = 256
     eval_file = "cblue/CHIP-CDEE/CHIP-CDEE_dev.json"
     train_file = "cblue/CHIP-CDEE/CHIP-CDEE_train.json"
+    required = ("text", "event")
 
     def prompt(self, example: Example) -> str:
         return (
@@ -69,7 +70,7 @@ class ChipCDEE(Task):
         return "\n".join(lines) or "无"
 
     def score(self, example: Example, reply: Reply) -> Scored:
-        predicted = parse_events(reply.text)
+        predicted = parse_events(reply.text, example.data["text"])
         return Scored(
             set_unit(predicted, gold_events(example)), [list(e) for e in sorted(predicted)]
         )

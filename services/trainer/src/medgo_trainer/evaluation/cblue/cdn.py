@@ -3,22 +3,19 @@
 CBLUE scores micro-F1 over (original term, standard term) pairs; a record may map to
 several standard terms joined by ``##``. Within one record the original term is
 fixed, so the pairs are the set of standard terms; a repeated term counts once.
+Terms are split on ``##`` only: 28 ICD standard terms contain "," or "、" themselves.
 """
 
 from __future__ import annotations
-
-import re
 
 from medgo_trainer.evaluation.cblue.lines import NONE_WORDS
 from medgo_trainer.evaluation.metrics import set_unit
 from medgo_trainer.evaluation.tasks import Example, Reply, Scored, Task
 
-_SEPARATORS = re.compile(r"##|[\n；;，,、]")
-
 
 def parse_terms(output: str) -> set[str]:
-    """Standard terms separated by ``##`` (or newlines / list punctuation)."""
-    terms = (t.strip().strip("。") for t in _SEPARATORS.split(output))
+    """Standard terms separated by ``##``, as the official submission format joins them."""
+    terms = (t.strip() for t in output.split("##"))
     return {t for t in terms if t and t not in NONE_WORDS}
 
 
@@ -34,6 +31,7 @@ class ChipCDN(Task):
     max_tokens = 96
     eval_file = "cblue/CHIP-CDN/CHIP-CDN_dev.json"
     train_file = "cblue/CHIP-CDN/CHIP-CDN_train.json"
+    required = ("text", "normalized_result")
 
     def prompt(self, example: Example) -> str:
         return (

@@ -12,7 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medgo_trainer.evaluation.tasks import Example, Reply, Scored, Task, read_records
+from medgo_trainer.evaluation.tasks import (
+    Example,
+    Reply,
+    Scored,
+    Task,
+    check_fields,
+    read_records,
+)
 
 
 def pick_label(output: str, names: dict[str, str]) -> str | None:
@@ -60,6 +67,7 @@ class ChipCTC(LabelTask):
     max_tokens = 24
     eval_file = "cblue/CHIP-CTC/CHIP-CTC_dev.json"
     train_file = "cblue/CHIP-CTC/CHIP-CTC_train.json"
+    required = ("text", "label")
     category_file = "cblue/CHIP-CTC/category.json"
     question = "判断下面这条临床试验筛选标准属于哪一类。"
 
@@ -68,7 +76,9 @@ class ChipCTC(LabelTask):
 
     def load(self, data_dir: Path) -> list[Example]:
         """The 44 categories come with Chinese names in the release's category file."""
-        categories = read_records(data_dir / self.category_file)
+        path = data_dir / self.category_file
+        categories = read_records(path)
+        check_fields(categories, ("Label Name", "Chinese Label Name"), path)
         self.labels = {c["Label Name"]: c["Chinese Label Name"] for c in categories}
         return super().load(data_dir)
 
@@ -83,6 +93,7 @@ class ChipSTS(LabelTask):
     kind = "macro_f1"
     eval_file = "cblue/CHIP-STS/CHIP-STS_dev.json"
     train_file = "cblue/CHIP-STS/CHIP-STS_train.json"
+    required = ("text1", "text2", "label")
     labels = {"1": "语义相同", "0": "语义不同"}  # noqa: RUF012 - class-level constant
     question = "判断下面两个医疗问句的语义是否相同。"
 
@@ -97,6 +108,7 @@ class KuakeQIC(LabelTask):
     kind = "accuracy"
     eval_file = "cblue/KUAKE-QIC/KUAKE-QIC_dev.json"
     train_file = "cblue/KUAKE-QIC/KUAKE-QIC_train.json"
+    required = ("query", "label")
     labels = {  # noqa: RUF012 - class-level constant
         name: name
         for name in (
@@ -117,6 +129,7 @@ class KuakeQTR(LabelTask):
     kind = "accuracy"
     eval_file = "cblue/KUAKE-QTR/KUAKE-QTR_dev.json"
     train_file = "cblue/KUAKE-QTR/KUAKE-QTR_train.json"
+    required = ("query", "title", "label")
     labels = {"3": "完全匹配", "2": "部分匹配", "1": "少量匹配", "0": "不匹配"}  # noqa: RUF012
     question = "判断搜索词与页面标题的主题匹配程度。"
 
@@ -131,6 +144,7 @@ class KuakeQQR(LabelTask):
     kind = "accuracy"
     eval_file = "cblue/KUAKE-QQR/KUAKE-QQR_dev.json"
     train_file = "cblue/KUAKE-QQR/KUAKE-QQR_train.json"
+    required = ("query1", "query2", "label")
     labels = {"2": "语义完全相同", "1": "后者是前者的子集", "0": "语义不同"}  # noqa: RUF012
     question = "判断两个医疗搜索词的语义关系。"
 

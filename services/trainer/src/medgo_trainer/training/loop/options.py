@@ -22,8 +22,9 @@ class LoopOptions:
     min_raters: int | None = None
     checkpoint_id: str | None = None
     id_prefix: str = "medgo-tiny"
-    tasks: tuple[str, ...] = ("safety", "mcq-cmexam", "kuake-qic")
-    limit: int = 20
+    # care-advice: the behaviour clinicians rate for; limit: the default gate's min_n
+    tasks: tuple[str, ...] = ("safety", "mcq-cmexam", "kuake-qic", "care-advice")
+    limit: int = 100
     max_tokens: int | None = 64
     seed: int = 0
     policy: Path | None = None

@@ -136,20 +136,24 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
         decisions.append(gate(cand, base))
         return decisions[-1]
 
+    gate_table = work / "eval" / "gate.md"
     try:
         promoted = registry.promote(candidate.id, gate=recorded_gate,
                                     manifest_path=settings.serving_manifest)
     except GateFailedError:
+        if decisions:
+            gate_table.write_text(decisions[-1].to_markdown() + "\n", encoding="utf-8")
         log.info("loop: %s stays a candidate; after review: medgo-train promote %s "
                  "--report %s --baseline-report %s --policy POLICY", candidate.id,
                  candidate.id, candidate_report, baseline_report)
         raise
-    _step(6, "promoted %s; %s now serves it (restart inference to load it)",
-          promoted.id, settings.serving_manifest)
+    gate_table.write_text(decisions[-1].to_markdown() + "\n", encoding="utf-8")
+    _step(6, "promoted %s; %s now serves it (restart inference to load it); gate table %s",
+          promoted.id, settings.serving_manifest, gate_table)
     return {"promoted": promoted.id, "parent": baseline.id, "pairs": pairs,
             "data_sha256": promoted.data_sha256, "metrics": metrics,
-            "gate": decisions[-1].reasons, "reports": {"candidate": str(candidate_report),
-                                                       "baseline": str(baseline_report)},
+            "gate": decisions[-1].reasons, "gate_table": str(gate_table),
+            "reports": {"candidate": str(candidate_report), "baseline": str(baseline_report)},
             "manifest": str(settings.serving_manifest)}
 
 
