@@ -176,8 +176,7 @@ class Upstream:
                     self._url(replica, CHAT_PATH), json=payload, headers=self._headers
                 )
             except httpx.HTTPError as exc:
-                pool.eject(replica, type(exc).__name__)
-                last = _transport_error(exc)
+                last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
                 raise last from exc
@@ -207,8 +206,7 @@ class Upstream:
             try:
                 response = await self._client.send(request, stream=True)
             except httpx.HTTPError as exc:
-                pool.eject(replica, type(exc).__name__)
-                last = _transport_error(exc)
+                last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
                 raise last from exc
@@ -282,6 +280,13 @@ def _transport_error(exc: httpx.HTTPError) -> MedgoError:
         503, "the inference backend is unavailable", code="upstream_unavailable",
         headers={"Retry-After": RETRY_AFTER_S},
     )
+
+
+def _ejected(pool: ReplicaPool, replica: Replica, exc: httpx.HTTPError) -> MedgoError:
+    """A replica that failed at the transport level: out for its back-off; the error to
+    raise unless the request can go to another replica."""
+    pool.eject(replica, type(exc).__name__)
+    return _transport_error(exc)
 
 
 def _error_message(response: httpx.Response) -> str | None:

@@ -145,9 +145,3 @@ class SafetyPolicy:
             if any(rule.matches(text) for rule in category.rules):
                 return SafetyDecision(category.id, category.refusal)
         return None
-        for category in self._categories:
-            if any(p.search(text) for p in category.unless):
-                continue
-            if any(rule.matches(text) for rule in category.rules):
-                return SafetyDecision(category.id, category.refusal)
-        return None

@@ -60,6 +60,8 @@ FINISHED_JOB_TTL_S = 7 * 24 * 3600  # a week to read a finished evaluation's log
 WAIT_GRACE_S = 300.0  # the Job's own deadline fails it first, with the clearer reason
 _HARDENED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
              "capabilities": {"drop": ["ALL"]}}
+_POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                 "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 #: The merge of a 72B base in float32 on one node: ~290 GB of weights plus headroom.
@@ -75,6 +77,21 @@ def _api_key(env_name: str) -> dict[str, Any]:
     and the evaluator presents it, as the gateway does with the serving pods."""
     return {"name": env_name, "valueFrom": {"secretKeyRef": {
         "name": INFERENCE_API_KEY_SECRET, "key": "token"}}}
+
+
+def _batch_job(name: str, cluster: k8s.ClusterSpec, labels: dict[str, str],
+               pod: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """One pod, never retried, bounded in time, admitted by the training queue (the
+    same GPU-node quota as training), kept a week so its logs can be read."""
+    job_labels = {**labels, **({"kueue.x-k8s.io/queue-name": cluster.queue}
+                               if cluster.queue else {})}
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": cluster.namespace, "labels": job_labels},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(timeout_s),
+                 "ttlSecondsAfterFinished": FINISHED_JOB_TTL_S,
+                 "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
 
 
 def build_export_job(name: str, cluster: k8s.ClusterSpec, *, command: list[str],
@@ -97,23 +114,14 @@ def build_export_job(name: str, cluster: k8s.ClusterSpec, *, command: list[str],
     pod = {
         "restartPolicy": "Never", "serviceAccountName": cluster.service_account,
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _POD_SECURITY,
         **k8s.gpu_placement(cluster), **k8s.scheduling(cluster),
         "containers": [container],
         "volumes": [{"name": "models",
                      "persistentVolumeClaim": {"claimName": cluster.checkpoints_pvc}},
                     {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
-    job_labels = {**labels, **({"kueue.x-k8s.io/queue-name": cluster.queue}
-                               if cluster.queue else {})}
-    return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": cluster.namespace, "labels": job_labels},
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(timeout_s),
-                 "ttlSecondsAfterFinished": FINISHED_JOB_TTL_S,
-                 "template": {"metadata": {"labels": labels}, "spec": pod}},
-    }
+    return _batch_job(name, cluster, labels, pod, timeout_s)
 
 
 def build_eval_job(
@@ -167,8 +175,7 @@ def build_eval_job(
         "restartPolicy": "Never",
         "serviceAccountName": cluster.service_account,
         "automountServiceAccountToken": False,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
-                            "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": _POD_SECURITY,
         **k8s.gpu_placement(cluster),
         **k8s.scheduling(cluster),
         "initContainers": [sidecar],
@@ -183,16 +190,7 @@ def build_eval_job(
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         ],
     }
-    job_labels = dict(labels)
-    if cluster.queue:  # the same GPU quota as training
-        job_labels["kueue.x-k8s.io/queue-name"] = cluster.queue
-    return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": name, "namespace": cluster.namespace, "labels": job_labels},
-        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": int(timeout_s),
-                 "ttlSecondsAfterFinished": FINISHED_JOB_TTL_S,
-                 "template": {"metadata": {"labels": labels}, "spec": pod}},
-    }
+    return _batch_job(name, cluster, labels, pod, timeout_s)
 
 
 class K8sCompute:

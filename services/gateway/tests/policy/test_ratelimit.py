@@ -17,13 +17,14 @@ from pathlib import Path
 import httpx
 import pytest
 from medgo_common.errors import MedgoError
+from medgo_common.supervise import free_port
 from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.auth import Role, add_key, load_keys_file
 from medgo_gateway.policy.ratelimit import Quotas
 from medgo_gateway.policy.shared_store import SharedStore
 from prometheus_client import CollectorRegistry
 
-from .conftest import free_port, wait_until
+from ..conftest import wait_until
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "medgo", "messages": [{"role": "user", "content": "高血压患者可以吃什么？"}]}

@@ -1,7 +1,7 @@
 """The safety policy on its own: what it refuses, what it must answer, what it reads.
 
 The gateway-level behaviour (a refusal returned as a normal completion without calling
-vLLM, JSON and SSE) is covered in test_policy.py; here we pin the policy's decisions.
+vLLM, JSON and SSE) is covered in tests/test_completions.py; here we pin the policy's decisions.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from medgo_common.schemas.openai import ChatMessage
 from medgo_gateway.policy.safety import SafetyDecision, SafetyPolicy
 from pydantic import ValidationError
 
+DATA = Path(__file__).parent.parent / "data"
 LABELLED = [
     json.loads(line)
-    for line in (Path(__file__).parent / "data" / "safety_prompts.jsonl").open(encoding="utf-8")
+    for line in (DATA / "safety_prompts.jsonl").open(encoding="utf-8")
 ]
 HARMFUL = [r for r in LABELLED if r["harmful"]]
 BENIGN = [r for r in LABELLED if not r["harmful"]]
