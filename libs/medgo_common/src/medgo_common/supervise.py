@@ -111,10 +111,14 @@ def launched_server(
     """Yield the base URL of a ready server started with these `MEDGO_INFERENCE_*` values.
 
     Inherited `MEDGO_INFERENCE_*` variables are dropped, so the caller's settings are
-    the whole configuration; host and port default to 127.0.0.1 and a free port.
+    the whole configuration; host, port and status port default to 127.0.0.1 and free
+    ports.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDGO_INFERENCE_")}
-    env |= {"MEDGO_INFERENCE_HOST": "127.0.0.1", "MEDGO_INFERENCE_PORT": str(free_port())}
+    # Both ports free ones: the launcher's status port too (`/status`, `/metrics` of the
+    # adapter sync), so several servers — a test's and a loop's — can run side by side.
+    env |= {"MEDGO_INFERENCE_HOST": "127.0.0.1", "MEDGO_INFERENCE_PORT": str(free_port()),
+            "MEDGO_INFERENCE_STATUS_PORT": str(free_port())}
     env |= settings
     url = f"http://{env['MEDGO_INFERENCE_HOST']}:{env['MEDGO_INFERENCE_PORT']}"
     launcher = str(Path(sys.executable).with_name("medgo-inference"))
