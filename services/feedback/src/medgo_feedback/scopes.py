@@ -22,8 +22,8 @@ KNOWN_SCOPES = frozenset({
     GATE_OVERRIDE,
 })
 
-DEFAULT_SCOPES: dict[str, frozenset[str]] = {
-    "gateway": frozenset({INTERACTIONS_WRITE, RATINGS_WRITE}),
-    "trainer": frozenset({EXPORTS_READ, STATS_READ}),
-    "ops": frozenset({ALL_SCOPES}),
+DEFAULT_SCOPES: dict[str, tuple[str, ...]] = {  # tuples: a stable order in the docs' table
+    "gateway": (INTERACTIONS_WRITE, RATINGS_WRITE),
+    "trainer": (EXPORTS_READ, STATS_READ),
+    "ops": (ALL_SCOPES,),
 }

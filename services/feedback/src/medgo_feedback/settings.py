@@ -54,11 +54,10 @@ class FeedbackSettings(ServerSettings):
         default_factory=dict,
         description="callers allowed in, as `name=token,...` (e.g. gateway=abc,trainer=def)",
     )
-    service_scopes: dict[str, frozenset[str]] = Field(
+    service_scopes: dict[str, tuple[str, ...]] = Field(
         default_factory=lambda: dict(DEFAULT_SCOPES),
-        description="what each caller may do, as JSON {name: [scope, ...]} (scopes.py; "
-        "`*` = all); default gateway: interactions:write, ratings:write; trainer: "
-        "exports:read, stats:read; ops: *. A name not listed gets 403 everywhere",
+        description="what each caller may do, as JSON {name: [scope, ...]} (scopes.py, "
+        "`*` = all; docs/feedback.md, Scopes); a caller not listed gets 403 everywhere",
     )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="larger request bodies are refused with 413"

@@ -148,7 +148,7 @@ def test_scopes_setting_defaults_and_validation(monkeypatch) -> None:
     monkeypatch.delenv("MEDGO_FEEDBACK_SERVICE_SCOPES", raising=False)
     assert FeedbackSettings().service_scopes == DEFAULT_SCOPES
     monkeypatch.setenv("MEDGO_FEEDBACK_SERVICE_SCOPES", '{"bench": ["ratings:write", "*"]}')
-    assert FeedbackSettings().service_scopes == {"bench": frozenset({"ratings:write", "*"})}
+    assert FeedbackSettings().service_scopes == {"bench": ("ratings:write", "*")}
     monkeypatch.setenv("MEDGO_FEEDBACK_SERVICE_SCOPES", '{"gateway": ["exports:raed"]}')
     with pytest.raises(ValidationError, match=r"unknown scope.*exports:raed"):
         FeedbackSettings()
