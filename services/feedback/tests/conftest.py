@@ -175,6 +175,7 @@ def service_env(settings: FeedbackSettings) -> dict[str, str]:
         "MEDGO_FEEDBACK_DATABASE_URL": settings.database_url,
         "MEDGO_FEEDBACK_SERVICE_TOKENS": ",".join(f"{k}={v}" for k, v in TOKENS.items()),
         "MEDGO_FEEDBACK_SERVICE_SCOPES": json.dumps(SCOPES),
+        "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
     }
 
 

@@ -129,6 +129,7 @@ class FeedbackProcess:
             "MEDGO_FEEDBACK_PORT": str(self.port),
             "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{self.db}",
             "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={FEEDBACK_TOKEN},trainer={READER_TOKEN}",
+            "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
             # the reader checks single records (`get`), which the default trainer cannot
             "MEDGO_FEEDBACK_SERVICE_SCOPES": json.dumps(
                 {"gateway": ["interactions:write", "ratings:write"], "trainer": ["*"]}
