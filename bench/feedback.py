@@ -214,6 +214,9 @@ def run(backend: str, args: argparse.Namespace) -> Result:
         env = {
             "MEDGO_FEEDBACK_DATABASE_URL": url,
             "MEDGO_FEEDBACK_SERVICE_TOKENS": f"bench={TOKEN}",
+            "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the bench token is short
+            # the ingest load writes as the gateway does
+            "MEDGO_FEEDBACK_SERVICE_SCOPES": '{"bench": ["interactions:write", "ratings:write"]}',
         }
         upgrade_to_head(settings)
         if args.ingest_seconds > 0:

@@ -205,6 +205,7 @@ def main() -> None:
         feedback = f"http://127.0.0.1:{fb_port}"
         fb_env = {"MEDGO_FEEDBACK_PORT": str(fb_port),
                   "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{work / 'feedback.db'}",
+                  "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the bench tokens are short
                   "MEDGO_FEEDBACK_SERVICE_TOKENS":
                       f"gateway={GATEWAY_TOKEN},trainer={TRAINER_TOKEN}"}
         with _service("medgo-feedback", fb_env, feedback, work / "fb.log"):

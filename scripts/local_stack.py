@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medgo_common.secret_files import write_private_file
 from medgo_common.supervise import ServerStartError, launched_process, wait_http_ok
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,8 +71,7 @@ def ensure_secrets(secret_dir: Path) -> dict[str, str]:
     tokens_file = secret_dir / "service-tokens.json"
     if not tokens_file.exists():
         tokens = {"gateway": secrets.token_urlsafe(32), "trainer": secrets.token_urlsafe(32)}
-        tokens_file.write_text(json.dumps(tokens))
-        tokens_file.chmod(0o600)
+        write_private_file(tokens_file, json.dumps(tokens))
     tokens = json.loads(tokens_file.read_text())
 
     keys_file = secret_dir / "api-keys.json"
@@ -89,8 +89,7 @@ def ensure_secrets(secret_dir: Path) -> dict[str, str]:
                 argv += ["--department", dept]
             out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
             demo[role] = out.strip().splitlines()[-1].strip()
-        demo_file.write_text(json.dumps(demo))
-        demo_file.chmod(0o600)
+        write_private_file(demo_file, json.dumps(demo))
     return {
         "gateway_token": tokens["gateway"],
         "trainer_token": tokens["trainer"],
@@ -113,6 +112,7 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
         Service("feedback", [str(BIN / "medgo-feedback")], ports["feedback"], "/readyz", 120, {
             "MEDGO_FEEDBACK_SERVICE_TOKENS":
                 f"gateway={sec['gateway_token']},trainer={sec['trainer_token']}",
+            "MEDGO_FEEDBACK_LOCAL_MODE": "true",
         }),
         Service("inference", [str(BIN / "medgo-inference")], ports["inference"],
                 "/v1/models", 900, {}),

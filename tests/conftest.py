@@ -115,6 +115,12 @@ def launch_stack(
         "MEDGO_FEEDBACK_PORT": feedback_url.rsplit(":", 1)[1],
         "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
         "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={GATEWAY_TOKEN},trainer={TRAINER_TOKEN}",
+        "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
+        # `feedback_get` also reads single records, which the default trainer cannot
+        "MEDGO_FEEDBACK_SERVICE_SCOPES": json.dumps({
+            "gateway": ["interactions:write", "ratings:write"],
+            "trainer": ["exports:read", "stats:read", "interactions:read"],
+        }),
     }
     keys_file = tmp_path / "api_keys.json"
     key = add_key(keys_file, "dr-e2e")

@@ -61,6 +61,7 @@ def feedback(tmp_path: Path) -> Iterator[str]:
         "MEDGO_FEEDBACK_PORT": url.rsplit(":", 1)[1],
         "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
         "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={GATEWAY_TOKEN},trainer={TRAINER_TOKEN}",
+        "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
     }
     with _server([str(BIN / "medgo-feedback")], env, url + "/readyz", tmp_path / "fb.log"):
         yield url

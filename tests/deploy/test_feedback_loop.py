@@ -44,6 +44,9 @@ def feedback_url(tmp_path: Path) -> Iterator[str]:
         "MEDGO_FEEDBACK_PORT": str(port),
         "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{tmp_path / 'feedback.db'}",
         "MEDGO_FEEDBACK_SERVICE_TOKENS": f"trainer={TRAINER_TOKEN}",
+        "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test token is short
+        # the test seeds ratings with the one token the export script then reads with
+        "MEDGO_FEEDBACK_SERVICE_SCOPES": '{"trainer": ["*"]}',
     }
     server = subprocess.Popen(
         [str(Path(sys.executable).with_name("medgo-feedback"))], env=env,

@@ -8,6 +8,7 @@ skipped with that reason; the SQLite half always runs.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,9 @@ from sqlalchemy.orm import Session
 
 TOKENS = {"gateway": "gw-test-token", "trainer": "tr-test-token"}
 GATEWAY_AUTH = {"Authorization": f"Bearer {TOKENS['gateway']}"}
+# The shared client exercises every route with one token, so the test callers hold every
+# scope; least privilege with the production defaults is tested in test_scopes.py.
+SCOPES = {"gateway": ["*"], "trainer": ["*"]}
 TEMPLATE_DB = "feedback_template"
 
 
@@ -68,6 +72,7 @@ def _settings(url: Any, **overrides: Any) -> FeedbackSettings:
     return FeedbackSettings(
         database_url=url if isinstance(url, str) else url.render_as_string(hide_password=False),
         service_tokens=TOKENS,
+        service_scopes=overrides.pop("service_scopes", SCOPES),
         sqlite_busy_timeout_ms=300,
         max_body_bytes=64 * 1024,
         max_batch_records=20,
@@ -169,6 +174,8 @@ def service_env(settings: FeedbackSettings) -> dict[str, str]:
     return {
         "MEDGO_FEEDBACK_DATABASE_URL": settings.database_url,
         "MEDGO_FEEDBACK_SERVICE_TOKENS": ",".join(f"{k}={v}" for k, v in TOKENS.items()),
+        "MEDGO_FEEDBACK_SERVICE_SCOPES": json.dumps(SCOPES),
+        "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
     }
 
 

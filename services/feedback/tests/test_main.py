@@ -30,7 +30,23 @@ def _assert_one_line(result: subprocess.CompletedProcess, *fragments: str) -> No
         assert fragment in lines[0]
 
 
-TOKENS = {"MEDGO_FEEDBACK_SERVICE_TOKENS": "gateway=abc"}
+TOKENS = {"MEDGO_FEEDBACK_SERVICE_TOKENS": "gateway=abc", "MEDGO_FEEDBACK_LOCAL_MODE": "true"}
+STRONG = "Zq8WmV3rT1yPe6LuK0sXa9NdH4fJc7Gb2oRi5EtYwUk"  # 43 random characters
+
+
+def test_weak_token_refused_outside_local_mode(tmp_path) -> None:
+    """Named by variable and caller, never echoed; the same token passes in local mode
+    (the start then fails later, on the unreachable database, so the check passed).
+    Each kind of weak secret: libs/medgo_common/tests/test_weak_secrets.py."""
+    token = "local-dev-trainer-token"
+    env = {"MEDGO_FEEDBACK_DATABASE_URL": f"postgresql://m@127.0.0.1:{free_port()}/f",
+           "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={STRONG},trainer={token}"}
+    result = _start(env)
+    _assert_one_line(result, "MEDGO_FEEDBACK_SERVICE_TOKENS (trainer)", "development secret",
+                     "MEDGO_FEEDBACK_LOCAL_MODE=true")
+    assert token not in result.stderr
+    local = _start({**env, "MEDGO_FEEDBACK_LOCAL_MODE": "true"})
+    _assert_one_line(local, "cannot reach the feedback database")
 
 
 def test_database_unreachable(tmp_path) -> None:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -128,6 +129,11 @@ class FeedbackProcess:
             "MEDGO_FEEDBACK_PORT": str(self.port),
             "MEDGO_FEEDBACK_DATABASE_URL": f"sqlite:///{self.db}",
             "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={FEEDBACK_TOKEN},trainer={READER_TOKEN}",
+            "MEDGO_FEEDBACK_LOCAL_MODE": "true",  # the test tokens are short
+            # the reader checks single records (`get`), which the default trainer cannot
+            "MEDGO_FEEDBACK_SERVICE_SCOPES": json.dumps(
+                {"gateway": ["interactions:write", "ratings:write"], "trainer": ["*"]}
+            ),
         }
         exe = str(Path(sys.executable).with_name("medgo-feedback"))
         with self.log.open("ab") as log:

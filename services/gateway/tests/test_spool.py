@@ -58,6 +58,8 @@ def feedback_app(tmp_path: Path) -> Iterator[str]:
     settings = FeedbackSettings(
         database_url=f"sqlite:///{tmp_path / 'feedback.db'}",
         service_tokens={"gateway": TOKEN},
+        # the tests read back what the gateway wrote with the same token
+        service_scopes={"gateway": ["interactions:write", "ratings:write", "interactions:read"]},
     )
     upgrade_to_head(settings)
     with _serving(create_feedback_app(settings)) as url:

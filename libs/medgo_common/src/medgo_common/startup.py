@@ -3,12 +3,20 @@
 An operator who starts a service with a bad setting or a taken port should read one
 line that says what to fix, not a traceback. Servers raise `StartupError` for such
 conditions and `main()` turns it into that line and exit status 2 (`exit_for`).
+
+Secrets (`refuse_weak_secrets`): outside local mode a service refuses to start on a
+placeholder (`REPLACE_ME`, ...), a secret shorter than 32 bytes, or one of the
+development secrets committed in this repository, so a copied example or a local
+overlay cannot reach production. Local mode is each service's explicit
+`MEDGO_<SVC>_LOCAL_MODE=true`, set by scripts/local_stack.py, the tests and the
+local-cpu overlay; it is off by default.
 """
 
 from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Mapping
 from typing import NoReturn, TypeVar
 
 from pydantic import Field, ValidationError
@@ -39,6 +47,47 @@ def load_settings(cls: type[S]) -> S:
         field = ".".join(str(p) for p in first.get("loc", ()))
         prefix = str(cls.model_config.get("env_prefix", ""))
         raise StartupError(f"invalid setting {prefix}{field.upper()}: {first['msg']}") from None
+
+
+MIN_SECRET_BYTES = 32
+PLACEHOLDER_MARKERS = ("replace_me", "replace-me", "changeme", "change_me", "change-me",
+                       "placeholder", "example", "<", ">")
+# The development secrets committed under deploy/k8s/overlays/local-cpu (the compose
+# secrets are random per machine); tests/deploy keeps this list in step with the files.
+KNOWN_DEV_SECRETS = frozenset({
+    "local-dev-gateway-token", "local-dev-trainer-token", "local-dev-ops-token",
+    "local-dev-session-secret", "local-dev-inference-key",
+})
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why `secret` must not guard a production service, or None when it may."""
+    lowered = secret.lower()
+    if any(marker in lowered for marker in PLACEHOLDER_MARKERS):
+        return "is a placeholder"
+    if secret in KNOWN_DEV_SECRETS:
+        return "is a development secret committed in the repository"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def refuse_weak_secrets(
+    secrets: Mapping[str, str], *, local_mode: bool, local_mode_setting: str
+) -> None:
+    """`StartupError` naming the first weak secret's variable (never its value), unless
+    in local mode. `secrets` maps a label such as `MEDGO_FEEDBACK_SERVICE_TOKENS
+    (gateway)` to the secret's value."""
+    if local_mode:
+        return
+    for label, secret in secrets.items():
+        reason = weak_secret_reason(secret)
+        if reason is not None:
+            raise StartupError(
+                f"{label} {reason}; set a random secret of at least {MIN_SECRET_BYTES} "
+                f"bytes (e.g. `openssl rand -base64 32`), or {local_mode_setting}=true "
+                "on a development machine"
+            )
 
 
 def bind_socket(host: str, port: int, *, port_setting: str) -> socket.socket:

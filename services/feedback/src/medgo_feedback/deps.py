@@ -4,6 +4,8 @@
 shared with the trainer's job API): a bearer token from `MEDGO_FEEDBACK_SERVICE_TOKENS`,
 compared in constant time. Every `/v1` router is mounted behind it in `app.py`, so an
 endpoint is closed unless deliberately opened; with no tokens configured, nobody gets in.
+On top, each route names the one scope it needs (`dependencies=[scoped(...)]`, the
+names in `scopes.py`), checked against `MEDGO_FEEDBACK_SERVICE_SCOPES`.
 
 The dependencies that do no I/O are `async def` on purpose: FastAPI runs a plain
 `def` dependency in the thread pool, and each such hop cost more CPU than the
@@ -16,7 +18,9 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from medgo_common.service_auth import ServiceCallerDep as CallerDep
+from medgo_common.service_auth import require_scope
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,6 +52,11 @@ def get_session(
         yield session
 
 
+def scoped(scope: str) -> DependsParam:
+    """The route dependency that lets in only callers holding `scope` (403 otherwise)."""
+    return Depends(require_scope(scope))
+
+
 SettingsDep = Annotated[FeedbackSettings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -55,4 +64,4 @@ SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 MetricsDep = Annotated[FeedbackMetrics, Depends(get_metrics)]
 
 __all__ = ["CallerDep", "EngineDep", "MetricsDep", "SessionDep", "SessionmakerDep",
-           "SettingsDep"]
+           "SettingsDep", "scoped"]

@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from medgo_common.paths import default_var_dir
-from medgo_common.service_auth import parse_service_tokens
+from medgo_common.service_auth import parse_service_tokens, scopes_validator
 from medgo_common.startup import ServerSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
+
+from medgo_feedback.scopes import DEFAULT_SCOPES, KNOWN_SCOPES
 
 
 def _default_database_url() -> str:
@@ -52,6 +54,15 @@ class FeedbackSettings(ServerSettings):
         default_factory=dict,
         description="callers allowed in, as `name=token,...` (e.g. gateway=abc,trainer=def)",
     )
+    local_mode: bool = Field(
+        False, description="development machine: accept short, placeholder or committed "
+        "dev service tokens (refused at start-up otherwise)",
+    )
+    service_scopes: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_SCOPES),
+        description="what each caller may do, as JSON {name: [scope, ...]} (scopes.py, "
+        "`*` = all; docs/feedback.md, Scopes); a caller not listed gets 403 everywhere",
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="larger request bodies are refused with 413"
     )
@@ -82,6 +93,7 @@ class FeedbackSettings(ServerSettings):
         return value
 
     _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
+    _known_scopes = field_validator("service_scopes")(scopes_validator(KNOWN_SCOPES))
 
     @property
     def is_sqlite(self) -> bool:

@@ -15,15 +15,16 @@ from fastapi.responses import StreamingResponse
 from medgo_common.errors import MedgoError
 from pydantic import AwareDatetime
 
-from medgo_feedback.deps import CallerDep, MetricsDep, SessionmakerDep, SettingsDep
+from medgo_feedback.deps import CallerDep, MetricsDep, SessionmakerDep, SettingsDep, scoped
 from medgo_feedback.exports import ExportKind, jsonl_chunks, stream_export
 from medgo_feedback.exports.query import ExportFilter
 from medgo_feedback.metrics import FeedbackMetrics
+from medgo_feedback.scopes import EXPORTS_READ
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 
-@router.get("/{kind}")
+@router.get("/{kind}", dependencies=[scoped(EXPORTS_READ)])
 def get_export(
     kind: ExportKind,
     caller: CallerDep,

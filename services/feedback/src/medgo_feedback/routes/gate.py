@@ -15,9 +15,10 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from medgo_feedback.canary_gate import evaluate_gate, record_override
-from medgo_feedback.deps import CallerDep, MetricsDep, SessionDep, SettingsDep
+from medgo_feedback.deps import CallerDep, MetricsDep, SessionDep, SettingsDep, scoped
 from medgo_feedback.metrics import FeedbackMetrics
 from medgo_feedback.online_gate import GateResult, GateRule
+from medgo_feedback.scopes import GATE_OVERRIDE, STATS_READ
 
 router = APIRouter(prefix="/v1/stats/canary-gate", tags=["stats"])
 
@@ -55,7 +56,7 @@ def _publish(metrics: FeedbackMetrics, result: GateResult) -> None:
     metrics.gate_passed.labels(*pair).set(1 if result.passed else 0)
 
 
-@router.get("", response_model=GateResult)
+@router.get("", response_model=GateResult, dependencies=[scoped(STATS_READ)])
 def get_canary_gate(
     session: SessionDep, settings: SettingsDep, metrics: MetricsDep,
     stable: Checkpoint, candidate: Checkpoint,
@@ -77,7 +78,10 @@ def get_canary_gate(
     return result
 
 
-@router.post("/overrides", status_code=201, response_model=OverrideOut)
+@router.post(
+    "/overrides", status_code=201, response_model=OverrideOut,
+    dependencies=[scoped(GATE_OVERRIDE)],
+)
 def override_canary_gate(
     body: OverrideIn, session: SessionDep, settings: SettingsDep, caller: CallerDep,
 ) -> OverrideOut:

@@ -17,9 +17,10 @@ from medgo_common.schemas.feedback import InteractionBatch, InteractionRecord
 from pydantic import ValidationError
 
 from medgo_feedback import store
-from medgo_feedback.deps import EngineDep, MetricsDep, SessionDep, SettingsDep
+from medgo_feedback.deps import EngineDep, MetricsDep, SessionDep, SettingsDep, scoped
 from medgo_feedback.privacy import refuse_phi_in_records
 from medgo_feedback.schemas import IngestResult, InteractionPublic
+from medgo_feedback.scopes import INTERACTIONS_READ, INTERACTIONS_WRITE
 
 router = APIRouter(prefix="/v1/interactions", tags=["interactions"])
 
@@ -34,7 +35,10 @@ def _parse(body: dict[str, Any]) -> tuple[list[InteractionRecord], bool]:
         raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
-@router.post("", response_model=IngestResult, status_code=201)
+@router.post(
+    "", response_model=IngestResult, status_code=201,
+    dependencies=[scoped(INTERACTIONS_WRITE)],
+)
 def post_interactions(
     body: Annotated[dict[str, Any], Body()],
     response: Response,
@@ -61,7 +65,10 @@ def post_interactions(
     return IngestResult(inserted=counts.inserted, duplicates=counts.duplicates)
 
 
-@router.get("/{interaction_id}", response_model=InteractionPublic)
+@router.get(
+    "/{interaction_id}", response_model=InteractionPublic,
+    dependencies=[scoped(INTERACTIONS_READ)],
+)
 def get_interaction(interaction_id: uuid.UUID, session: SessionDep) -> InteractionPublic:
     interaction = store.get_interaction(session=session, interaction_id=interaction_id)
     if interaction is None:

@@ -14,14 +14,17 @@ from medgo_common.errors import MedgoError
 from medgo_common.schemas.feedback import RatingIn
 
 from medgo_feedback import store
-from medgo_feedback.deps import EngineDep, MetricsDep
+from medgo_feedback.deps import EngineDep, MetricsDep, scoped
 from medgo_feedback.privacy import refuse_phi_in_rating
 from medgo_feedback.schemas import RatingResult
+from medgo_feedback.scopes import RATINGS_WRITE
 
 router = APIRouter(prefix="/v1/ratings", tags=["ratings"])
 
 
-@router.post("", response_model=RatingResult, status_code=201)
+@router.post(
+    "", response_model=RatingResult, status_code=201, dependencies=[scoped(RATINGS_WRITE)]
+)
 def post_rating(
     rating: RatingIn,
     response: Response,
