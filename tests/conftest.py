@@ -59,8 +59,9 @@ class Stack:
         return httpx.get(self.feedback + path, params=params, timeout=60,
                          headers={"Authorization": f"Bearer {TRAINER_TOKEN}"})
 
-    def dpo_export(self, timeout_s: float = 30) -> tuple[list[dict], str]:
-        """The DPO export's rows and raw text, polled until it has rows or time is up.
+    def dpo_export(self, timeout_s: float = 30, min_rows: int = 1) -> tuple[list[dict], str]:
+        """The DPO export's rows and raw text, polled until it has `min_rows` rows or time
+        is up.
 
         A rating may be answered 202 (queued behind its interaction record, which the
         gateway delivers asynchronously), so the export can lag the rating by a moment.
@@ -69,7 +70,7 @@ class Stack:
         while True:
             text = self.feedback_get("/v1/exports/dpo").text
             rows = [json.loads(line) for line in text.splitlines() if line]
-            if rows or time.monotonic() > deadline:
+            if len(rows) >= min_rows or time.monotonic() > deadline:
                 return rows, text
             time.sleep(0.2)
 

@@ -62,20 +62,27 @@ def _rated_answers(stack) -> list[tuple[str, str]]:
     return asyncio.run(ask())
 
 
-def _rate(stack, answers: list[tuple[str, str]]) -> None:
+def _rate(stack, answers: list[tuple[str, str]]) -> int:
+    """Rate every answer through the gateway; the number of corrections (DPO pairs)."""
     headers = {"Authorization": f"Bearer {stack.key}"}
+    corrections = 0
     for interaction, answer in answers:
         rating = {"interaction_id": interaction, **clinician_rating(answer)}
         r = httpx.post(f"{stack.gateway}/v1/feedback", json=rating, headers=headers, timeout=30)
+        # 202: queued behind its interaction record, delivered once the record arrives
         assert r.status_code in (200, 201, 202), r.text
+        corrections += "corrected_answer" in rating
+    return corrections
 
 
 def _loop(stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-          capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+          capsys: pytest.CaptureFixture[str], pairs: int) -> tuple[int, str, str]:
     monkeypatch.setenv("MEDGO_TRAINER_FEEDBACK_URL", stack.feedback)
     monkeypatch.setenv("MEDGO_TRAINER_FEEDBACK_TOKEN", TRAINER_TOKEN)
-    rows, _ = stack.dpo_export()
-    assert rows, "no DPO pair reached the feedback store"
+    # every correction must be in the store before the loop exports (the same data
+    # every run, whatever the machine's load did to the gateway's delivery)
+    rows, _ = stack.dpo_export(timeout_s=120, min_rows=pairs)
+    assert len(rows) == pairs, f"{len(rows)} of {pairs} DPO pairs reached the feedback store"
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"min_n: {LIMIT}\nrequired_tasks: [care-advice]\n", encoding="utf-8")
     rc = train(["loop", "--min-pairs", "1", "--set", f"trl.max_steps={STEPS}",
@@ -101,8 +108,8 @@ def test_ratings_teach_the_model_to_say_when_to_see_a_doctor(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     started = time.perf_counter()
-    _rate(stack, _rated_answers(stack))
-    rc, out, err = _loop(stack, tmp_path, monkeypatch, capsys)
+    pairs = _rate(stack, _rated_answers(stack))
+    rc, out, err = _loop(stack, tmp_path, monkeypatch, capsys, pairs)
     assert rc == 0, err
     lines = out.splitlines()  # training logs may come first on stdout
     result = json.loads("\n".join(lines[lines.index("{"):]))

@@ -248,7 +248,9 @@ def test_rollout_canary_and_replica_loss_under_load(
     replicas = [InferenceReplica(f"r{i}", path, tmp_path) for i in (1, 2)]
     fast = {"serving_manifest": str(path), "manifest_poll_s": "0.5",
             "replica_refresh_s": "0.5", "eject_s": "2",
-            "requests_per_minute": "100000", "tokens_per_minute": "10000000"}  # not tested here
+            "requests_per_minute": "100000", "tokens_per_minute": "10000000",  # not tested
+            "max_in_flight_per_key": "1000",  # here: one key carries all the load
+            "passthrough_params": '["ignore_eos"]'}  # long streams to kill a replica under
     urls = ",".join(r.url for r in replicas)
     with contextlib.ExitStack() as stack:
         boot(stack, replicas)
