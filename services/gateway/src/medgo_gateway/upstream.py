@@ -120,7 +120,7 @@ class Upstream:
             except Exception:  # a bug here must not stop discovery for good
                 logger.exception("replica refresh failed")
 
-    def _traced_headers(self) -> dict[str, str]:
+    def request_headers(self) -> dict[str, str]:
         """The shared headers plus this request's `traceparent` (a fresh dict per call)."""
         return inject_traceparent(dict(self._headers))
 
@@ -179,7 +179,7 @@ class Upstream:
             replica.in_flight += 1
             try:
                 response = await self._client.post(
-                    self._url(replica, CHAT_PATH), json=payload, headers=self._traced_headers()
+                    self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
                 )
             except httpx.HTTPError as exc:
                 last = _ejected(pool, replica, exc)
@@ -207,7 +207,7 @@ class Upstream:
         for _ in range(2):
             replica = self._pick(target, tried, last)
             request = self._client.build_request(
-                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self._traced_headers()
+                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
             )
             try:
                 response = await self._client.send(request, stream=True)
