@@ -145,4 +145,6 @@ def test_collector_url_becomes_vllms_otlp_http_traces_endpoint(tiny_model: Path)
     assert flag_values(argv, "--otlp-traces-endpoint") == [
         "http://otel-collector.monitoring:4318/v1/traces"
     ]
-    assert build_env(plan, s, {})["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    env = build_env(plan, s, {})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_SERVICE_NAME"] == "medgo-inference"

@@ -79,6 +79,7 @@ def build_env(
     if settings.otlp_traces_endpoint:
         # vLLM's default is gRPC (4317); the collector URL is the OTLP/HTTP one (4318).
         env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+        env["OTEL_SERVICE_NAME"] = "medgo-inference"  # else "unknown_service:python3"
     if plan.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_omp_threads_bind
