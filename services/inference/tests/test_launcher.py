@@ -126,3 +126,25 @@ def test_gpu_env_has_no_cpu_knobs(qwen72b_model: Path) -> None:
     env = build_env(resolve_plan(s, A100), s, {"CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"})
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3,4,5,6,7"
     assert not any(k.startswith("VLLM_CPU_") for k in env)
+
+
+def test_traces_are_off_by_default(tiny_model: Path) -> None:
+    s = InferenceSettings(manifest=tiny_model / "serving.json")
+    plan = resolve_plan(s, CPU)
+    assert "--otlp-traces-endpoint" not in build_argv(plan, s, python="py")
+    assert "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" not in build_env(plan, s, {})
+
+
+def test_collector_url_becomes_vllms_otlp_http_traces_endpoint(tiny_model: Path) -> None:
+    s = InferenceSettings(
+        manifest=tiny_model / "serving.json",
+        otlp_traces_endpoint="http://otel-collector.monitoring:4318/",
+    )
+    plan = resolve_plan(s, CPU)
+    argv = build_argv(plan, s, python="py")
+    assert flag_values(argv, "--otlp-traces-endpoint") == [
+        "http://otel-collector.monitoring:4318/v1/traces"
+    ]
+    env = build_env(plan, s, {})
+    assert env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    assert env["OTEL_SERVICE_NAME"] == "medgo-inference"

@@ -94,6 +94,7 @@ class Interaction(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     prompt_tokens: Mapped[int] = mapped_column(Integer)
     completion_tokens: Mapped[int] = mapped_column(Integer)
+    trace_id: Mapped[str | None] = mapped_column(String(32))  # OpenTelemetry, when on
 
     ratings: Mapped[list[Rating]] = relationship(
         back_populates="interaction",

@@ -57,6 +57,7 @@ class InteractionPublic(BaseModel):
     latency_ms: float
     prompt_tokens: int
     completion_tokens: int
+    trace_id: str | None  # the OpenTelemetry trace, when the gateway traced the request
     ratings: list[RatingPublic]
 
 

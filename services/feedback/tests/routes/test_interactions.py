@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from medgo_feedback.models import Interaction
 from sqlalchemy import func, select
 
@@ -28,6 +29,25 @@ def test_single_record_is_stored_and_returned(client, session, make_record) -> N
     assert got["ratings"] == []
     assert "prompt_key" not in got
     assert _count(session) == 1
+
+
+def test_trace_id_is_stored_and_returned(client, session, make_record) -> None:
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    body = make_record(trace_id=trace_id)
+    assert client.post("/v1/interactions", json=body).status_code == 201
+    assert client.get(f"/v1/interactions/{body['id']}").json()["trace_id"] == trace_id
+    assert session.scalar(select(Interaction.trace_id)) == trace_id
+
+
+@pytest.mark.parametrize(
+    "bad", ["4BF92F3577B34DA6A3CE929D0E0E4736", "4bf92f3577b34da6", "患者张三" * 8]
+)
+def test_malformed_trace_id_is_refused(client, session, make_record, bad) -> None:
+    answer = client.post("/v1/interactions", json=make_record(trace_id=bad))
+    assert answer.status_code == 422
+    assert "trace_id" in answer.json()["error"]["message"]
+    assert "张三" not in answer.text
+    assert _count(session) == 0
 
 
 def test_reposting_the_same_id_is_a_no_op(client, session, make_record) -> None:

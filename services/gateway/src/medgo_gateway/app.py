@@ -2,8 +2,9 @@
 
 It wires middleware (request id → metrics → body limit), the routers, the chat page
 and the error envelope; the lifespan opens the one pooled HTTP client and the durable
-spool, starts the spool's delivery task, and on shutdown lets in-progress records
-reach the spool before closing it.
+spool, configures tracing (`app.state.tracing`, None when off), starts the spool's
+delivery task, and on shutdown lets in-progress records reach the spool before closing
+it, then flushes the batched spans.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
 from medgo_common.phi.guarded import awarm_up
+from medgo_common.tracing import configure_tracing, tracer_for
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
@@ -77,6 +79,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
         await awarm_up()  # the redactor's name model, before the first request needs it
         edge = ExitStack()
+        tracing = configure_tracing("medgo-gateway", settings.otlp_endpoint)
+        app.state.tracing = tracing
+        if tracing is not None:
+            edge.callback(tracing.shutdown)  # flushes the spans still batched
         if settings.metrics_port is not None:
             edge.enter_context(metrics_server(settings.host, settings.metrics_port,
                                               metrics.registry))
@@ -119,6 +125,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 deid=Deidentifier(metrics, timeout=settings.redaction_timeout_s),
                 upstream=upstream,
                 recorder=recorder,
+                tracer=tracer_for(tracing, "medgo.gateway"),
             )
             metrics.in_flight.set_function(lambda: admission.in_flight)
             metrics.queued.set_function(lambda: admission.waiting)

@@ -4,6 +4,10 @@ Order matters and is the whole point of the gateway: bounds (400) → quota (429
 safety (refusal, no model call) → PHI redaction of the prompt if configured (fail
 closed) → routing → admission (503) → the model (504/503/502) → the record (redacted,
 asynchronous, durable). The router in `routes/chat.py` only maps what this returns.
+
+Tracing: one span per request around all of it (checkpoint, adapter, stream flag,
+status; never prompt or answer text); its `traceparent` goes to vLLM with the request
+and its trace id onto the record. A streamed answer's span ends when the stream opens.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from medgo_common.errors import MedgoError, error_body
 from medgo_common.schemas.feedback import InteractionRecord
 from medgo_common.schemas.openai import ChatCompletionRequest, ChatMessage
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
+from medgo_common.tracing import current_trace_id
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from medgo_gateway import refusal
 from medgo_gateway.deid import DeidentificationFailedError
@@ -65,6 +72,27 @@ class ChatHandler:
     async def handle(
         self, req: ChatCompletionRequest, caller: ApiKey, conversation: str | None
     ) -> JsonResult | StreamResult:
+        # No exception events or messages on the span: they may quote the request.
+        with self.state.tracer.start_as_current_span(
+            "chat.completions", kind=SpanKind.SERVER,
+            attributes={"medgo.stream": bool(req.stream)},
+            record_exception=False, set_status_on_exception=False,
+        ) as span:
+            try:
+                result = await self._policed(req, caller, conversation)
+            except MedgoError as exc:
+                span.set_attribute("http.response.status_code", exc.status)
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+            except BaseException:
+                span.set_status(Status(StatusCode.ERROR))
+                raise
+            span.set_attribute("http.response.status_code", 200)
+            return result
+
+    async def _policed(
+        self, req: ChatCompletionRequest, caller: ApiKey, conversation: str | None
+    ) -> JsonResult | StreamResult:
         s = self.state
         settings = s.settings
         check_chat_request(
@@ -95,12 +123,18 @@ class ChatHandler:
         decision = s.safety.check(req.messages)
         if decision is not None:
             s.metrics.refusals.labels(category=str(decision.category)).inc()
+            trace.get_current_span().set_attribute("medgo.refused", True)
             return self._refuse(req, decision.message)
 
         messages = req.messages
         if settings.redact_prompts:
             messages = await self._deidentify_or_refuse(messages)
         target = await s.upstream.target(conversation_key(caller, req, conversation))
+        span = trace.get_current_span()
+        span.set_attribute("medgo.checkpoint", target.checkpoint)
+        if target.model != SERVED_MODEL_NAME:
+            span.set_attribute("medgo.adapter", target.model)
+        trace_id = current_trace_id()
         payload = self._payload(req, target, messages)
         interaction_id = uuid.uuid4()
         headers = {
@@ -109,15 +143,16 @@ class ChatHandler:
         }
         started = time.perf_counter()
         if req.stream:
-            return await self._stream(req, caller, target, payload, headers, started)
+            return await self._stream(req, caller, target, payload, headers, started,
+                                      trace_id)
         async with s.admission.slot():
             raw = await s.upstream.complete(target, payload)
         answer = json.loads(raw)
         usage = answer.get("usage") or {}
         choice = (answer.get("choices") or [{}])[0]
         self._finish(
-            req, caller, target, interaction_id=interaction_id, started=started,
-            response=(choice.get("message") or {}).get("content") or "",
+            req, caller, target, interaction_id=interaction_id, trace_id=trace_id,
+            started=started, response=(choice.get("message") or {}).get("content") or "",
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
@@ -166,7 +201,7 @@ class ChatHandler:
     # -- streaming
     async def _stream(
         self, req: ChatCompletionRequest, caller: ApiKey, target: Target, payload: dict,
-        headers: dict[str, str], started: float,
+        headers: dict[str, str], started: float, trace_id: str | None,
     ) -> StreamResult:
         s = self.state
         await s.admission.acquire()
@@ -215,8 +250,8 @@ class ChatHandler:
                 await close()
             if assembler.done:
                 self._finish(
-                    req, caller, target, interaction_id=interaction_id, started=started,
-                    response=assembler.text, finish_reason=assembler.finish_reason,
+                    req, caller, target, interaction_id=interaction_id, trace_id=trace_id,
+                    started=started, response=assembler.text, finish_reason=assembler.finish_reason,
                     prompt_tokens=assembler.prompt_tokens,
                     completion_tokens=assembler.completion_tokens,
                 )
@@ -226,8 +261,8 @@ class ChatHandler:
     # -- after the answer
     def _finish(
         self, req: ChatCompletionRequest, caller: ApiKey, target: Target, *,
-        interaction_id: uuid.UUID, started: float, response: str, finish_reason: str | None,
-        prompt_tokens: int, completion_tokens: int,
+        interaction_id: uuid.UUID, trace_id: str | None, started: float, response: str,
+        finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
     ) -> None:
         """Charge the quota now; redact and spool the record off the response path."""
         s = self.state
@@ -238,15 +273,16 @@ class ChatHandler:
         s.recorder.submit(
             functools.partial(
                 self._record, req, caller, target, interaction_id=interaction_id,
-                latency_ms=latency_ms, response=response, finish_reason=finish_reason,
-                prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                trace_id=trace_id, latency_ms=latency_ms, response=response,
+                finish_reason=finish_reason, prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
             )
         )
 
     def _record(
         self, req: ChatCompletionRequest, caller: ApiKey, target: Target, *,
-        interaction_id: uuid.UUID, latency_ms: float, response: str, finish_reason: str | None,
-        prompt_tokens: int, completion_tokens: int,
+        interaction_id: uuid.UUID, trace_id: str | None, latency_ms: float, response: str,
+        finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
     ) -> InteractionRecord | None:
         """The redacted record (runs in the spool's writer thread), or None (fail closed)."""
         s = self.state
@@ -264,6 +300,7 @@ class ChatHandler:
                 latency_ms=latency_ms,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
+                trace_id=trace_id,
             )
         except DeidentificationFailedError:
             logger.error("interaction not recorded: redaction failed (fail closed)")

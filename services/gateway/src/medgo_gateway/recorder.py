@@ -165,9 +165,12 @@ class Recorder:
 
     def _write(self, batch: list[RecordBuilder]) -> int:
         records = [r for r in (build() for build in batch) if r is not None]
-        return self._spool.put_many(
-            INTERACTION, [(str(r.id), r.model_dump(mode="json")) for r in records]
-        )
+        # No `trace_id` key without a trace: a feedback service from before the field
+        # (it forbids unknown keys) still accepts the records of an untraced gateway.
+        return self._spool.put_many(INTERACTION, [
+            (str(r.id), r.model_dump(mode="json", exclude=None if r.trace_id else {"trace_id"}))
+            for r in records
+        ])
 
     async def rate(self, rating: RatingIn) -> tuple[int, dict]:
         """Forward a rating now, or spool it; returns (status, body) for the client."""

@@ -179,6 +179,11 @@ class GatewaySettings(ServerSettings):
         description="serve /metrics on this plain-HTTP port instead of the API port, so a "
         "load balancer in front of the API never exposes it",
     )
+    otlp_endpoint: str = Field(
+        "",
+        description="OpenTelemetry collector (OTLP/HTTP) base URL; spans go to "
+        "`<url>/v1/traces`. Empty: tracing off",
+    )
     api_docs: bool = Field(
         True,
         description="serve /docs and /openapi.json (Swagger UI loads from a CDN: turn off "

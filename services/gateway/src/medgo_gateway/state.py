@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.trace import Tracer
+
 from medgo_gateway.deid import Deidentifier
 from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.admission import Admission
@@ -28,3 +30,4 @@ class GatewayState:
     deid: Deidentifier
     upstream: Upstream
     recorder: Recorder
+    tracer: Tracer  # a no-op tracer when tracing is off

@@ -3,7 +3,8 @@
 - Only allowlisted paths are ever requested (`ALLOWED_PATHS`): vLLM also serves
   /tokenize, /invocations, LoRA loading and more, and none of those is reachable
   through the gateway, whatever the client sends. The inference API key
-  (`MEDGO_GATEWAY_INFERENCE_API_KEY`) is sent on every call when set.
+  (`MEDGO_GATEWAY_INFERENCE_API_KEY`) is sent on every call when set, and so is the
+  W3C `traceparent` of the request's span when tracing is on (vLLM continues the trace).
 - Which adapter: `routing.ManifestRouting` (the serving manifest: stable adapter, the
   canary adapter and its weight, sticky per conversation). That adapter name is the
   checkpoint id (`x-medgo-checkpoint`).
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 import httpx
 from medgo_common.errors import MedgoError
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
+from medgo_common.tracing import inject_traceparent
 
 from medgo_gateway.replicas import Replica, ReplicaPool
 from medgo_gateway.routing import ManifestRouting, share
@@ -118,6 +120,10 @@ class Upstream:
             except Exception:  # a bug here must not stop discovery for good
                 logger.exception("replica refresh failed")
 
+    def request_headers(self) -> dict[str, str]:
+        """The shared headers plus this request's `traceparent` (a fresh dict per call)."""
+        return inject_traceparent(dict(self._headers))
+
     # -- routing
     def backend_for(self, conversation_key: str) -> str:
         """The base-change canary pool takes `canary_weight` of the conversations."""
@@ -173,7 +179,7 @@ class Upstream:
             replica.in_flight += 1
             try:
                 response = await self._client.post(
-                    self._url(replica, CHAT_PATH), json=payload, headers=self._headers
+                    self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
                 )
             except httpx.HTTPError as exc:
                 last = _ejected(pool, replica, exc)
@@ -201,7 +207,7 @@ class Upstream:
         for _ in range(2):
             replica = self._pick(target, tried, last)
             request = self._client.build_request(
-                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self._headers
+                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
             )
             try:
                 response = await self._client.send(request, stream=True)

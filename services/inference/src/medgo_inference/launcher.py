@@ -14,6 +14,8 @@ import os
 import sys
 from collections.abc import Mapping
 
+from medgo_common.tracing import otlp_traces_url
+
 from medgo_inference.resolve import ServePlan
 from medgo_inference.settings import InferenceSettings
 
@@ -53,6 +55,9 @@ def build_argv(
         ]  # fmt: skip
     if plan.adapters:
         argv += ["--lora-modules", *(f"{a.name}={a.path}" for a in plan.adapters)]
+    if settings.otlp_traces_endpoint:
+        # vLLM takes the exporter's full URL; the protocol is set in `build_env`.
+        argv += ["--otlp-traces-endpoint", otlp_traces_url(settings.otlp_traces_endpoint)]
     return argv + list(settings.extra_args)
 
 
@@ -71,6 +76,10 @@ def build_env(
         env["VLLM_API_KEY"] = settings.api_key.get_secret_value()
     if plan.watched_manifest:
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
+    if settings.otlp_traces_endpoint:
+        # vLLM's default is gRPC (4317); the collector URL is the OTLP/HTTP one (4318).
+        env["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] = "http/protobuf"
+        env["OTEL_SERVICE_NAME"] = "medgo-inference"  # else "unknown_service:python3"
     if plan.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.cpu_kvcache_gib)
         env["VLLM_CPU_OMP_THREADS_BIND"] = settings.cpu_omp_threads_bind

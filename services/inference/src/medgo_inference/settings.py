@@ -94,6 +94,11 @@ class InferenceSettings(BaseSettings):
         description="Port of the launcher's /status (adapter sync, JSON) and /metrics; "
         "0 = off.",
     )
+    otlp_traces_endpoint: str = Field(
+        default="",
+        description="OpenTelemetry collector (OTLP/HTTP) base URL: vLLM exports its request "
+        "spans to `<url>/v1/traces`, continuing the gateway's trace. Empty: tracing off.",
+    )
     extra_args: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Further vLLM flags, shell-quoted, appended last (they win).",

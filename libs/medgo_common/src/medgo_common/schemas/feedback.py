@@ -62,6 +62,9 @@ class InteractionRecord(BaseModel):
     latency_ms: float = Field(ge=0)
     prompt_tokens: int = Field(default=0, ge=0)
     completion_tokens: int = Field(default=0, ge=0)
+    # The OpenTelemetry trace of the request (32 lowercase hex), when tracing is on:
+    # the way from an interaction to its spans in the gateway and vLLM.
+    trace_id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
 
 
 class RatingIn(BaseModel):
