@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from medgo_common.schemas.serving import AdapterRef, ServingManifest
-from medgo_common.supervise import ServerStartError, free_port, launched_server
+from medgo_common.supervise import ServerStartError, launched_server
 
 TINY_ADAPTER = "medgo-tiny-sft"
 # CPU boot of vLLM is 25-90 s on a loaded 2-core box; leave room, fail with the log.
@@ -74,9 +74,7 @@ def medgo_tiny(tmp_path_factory: pytest.TempPathFactory) -> MedgoTiny:
 @pytest.fixture(scope="session")
 def vllm_server(medgo_tiny: MedgoTiny, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
-    # A free status port: the default (8011) collides with any other launcher running.
-    settings = {"MEDGO_INFERENCE_MANIFEST": str(medgo_tiny.manifest),
-                "MEDGO_INFERENCE_STATUS_PORT": str(free_port())}
+    settings = {"MEDGO_INFERENCE_MANIFEST": str(medgo_tiny.manifest)}  # free ports: launcher
     try:
         with launched_server(settings, log_path, VLLM_BOOT_TIMEOUT_S) as url:
             yield url
