@@ -345,17 +345,26 @@ def _kill_with_streams_in_flight(
     started = threading.Semaphore(0)
     gateway = client.gateways[0]
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(client.ask, gateway, f"long-{i}", stream=True, max_tokens=256,
+        # Long enough (1,024 tokens) that they are still running when we look, on a fast
+        # idle machine too; fewest-in-flight puts two of the four on each replica.
+        futures = [pool.submit(client.ask, gateway, f"long-{i}", stream=True, max_tokens=1024,
                                ignore_eos=True, on_first_chunk=started.release)
                    for i in range(4)]
-        for _ in futures:
-            assert started.acquire(timeout=120), "the long streams did not start"
-        routing = httpx.get(gateway + "/admin/routing", headers=ops, timeout=10).json()
-        assert any(r["url"] == victim.url and r["in_flight"] for r in routing["pools"]["stable"])
+        assert started.acquire(timeout=120), "the long streams did not start"
+        deadline = time.monotonic() + 60
+        while not _serving_a_stream(gateway, ops, victim):
+            assert time.monotonic() < deadline, f"no stream reached {victim.name}"
+            time.sleep(0.1)
         os.killpg(victim.proc.pid, signal.SIGKILL)
         streams = [f.result() for f in futures]
     assert all(s.status == 200 and s.done for s in streams), streams
     return streams
+
+
+def _serving_a_stream(gateway: str, ops: dict[str, str], victim: InferenceReplica) -> bool:
+    """Whether the gateway has a request in flight on `victim` right now."""
+    routing = httpx.get(gateway + "/admin/routing", headers=ops, timeout=10).json()
+    return any(r["url"] == victim.url and r["in_flight"] for r in routing["pools"]["stable"])
 
 
 def _all_recorded(fb, acknowledged: list[Answer], timeout_s: float = 60) -> None:
