@@ -27,7 +27,9 @@ and the per-GPU memory of the 72B recipes.
   after step 3 and resumed with `resume_from_checkpoint: auto`: whether step 3 is
   repeated with the same loss and learning rate, and the wall time of each launch; then
   SFT in float32 under ZeRO-3 and under plain DDP (two gloo ranks), tokens/s from the
-  Trainer's `train_tokens_per_second`, so the engine's overhead is known.
+  Trainer's `train_tokens_per_second`, so the engine's overhead is known. Each rank's
+  memory at the end of training (`stages.memory`: live tensors on CPU) is printed next
+  to what the 72B table's memory model predicts for medgo-tiny's parameter counts.
 - *memory*: model-state memory per GPU for Qwen2-72B, computed from its config (exact
   parameter count on the meta device) for full fine-tuning and for the recipes' LoRA,
   under ZeRO-2 and ZeRO-3 on 8 and 64 GPUs, next to DeepSpeed's own estimator.
@@ -285,6 +287,29 @@ def _zero3_data(work: Path) -> dict[str, str]:
             (("pretrain", texts), ("sft", chats), ("dpo", pairs), ("kto", verdicts))}
 
 
+_MEMORY_LINE = re.compile(r"\[rank (\d+)\] memory: model states ([0-9.]+) MiB, peak RSS "
+                          r"([0-9.]+) MiB, parameters (\d+) \((\d+) trainable\)")
+
+
+def _rank_memory(output: str) -> dict[int, tuple[float, float, int, int]]:
+    """Each rank's `stages.memory.log_line`: (model states MiB, peak RSS MiB, params, LoRA)."""
+    return {int(m[0]): (float(m[1]), float(m[2]), int(m[3]), int(m[4]))
+            for m in _MEMORY_LINE.findall(output)}
+
+
+def _modelled_mib(total: int, lora: int, ranks: int, weight_bytes: int, zero3: bool) -> float:
+    """
+    The memory model of the 72B table (`bench_memory`) at the end of training, when no
+    module is gathered: frozen weights at `weight_bytes` (partitioned under ZeRO-3,
+    replicated under DDP), and for the LoRA parameters their weights, gradients and Adam
+    moments, plus fp32 master weights when the weights are bf16 (DeepSpeed's 18 B per
+    trainable parameter in bf16, 16 B in fp32), partitioned only under ZeRO-3.
+    """
+    per_trainable = 18 if weight_bytes == 2 else 16
+    shard = ranks if zero3 else 1
+    return (weight_bytes * total + per_trainable * lora) / shard / (1 << 20)
+
+
 def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
     from medgo_trainer.training.export import export
     from medgo_trainer.training.stages.rehearsal import launch, overrides
@@ -295,8 +320,8 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
     export(base, [adapter], reference, progress=False)
     print(f"export medgo-tiny base + SFT adapter: {time.perf_counter() - started:.1f} s")
     print("| stage | killed after step | restart repeats step 3 (loss, lr) | first launch s "
-          "| restart s |")
-    print("|---|---|---|---|---|")
+          "| restart s | model states per rank MiB (modelled, bf16) | peak RSS per rank MiB |")
+    print("|---|---|---|---|---|---|---|")
     for stage in ("pretrain", "sft", "dpo", "kto"):
         paths: dict[str, Any] = {"base": str(base), "data.train": [data[stage]]}
         if stage in ("dpo", "kto"):
@@ -309,16 +334,28 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
         same = (resumed.returncode == 0 and len(killed.steps) == 3 and all(
             abs(resumed.steps[0][k] - killed.steps[2][k]) <= 1e-3 * abs(killed.steps[2][k])
             for k in ("loss", "learning_rate")))
+        memory = _rank_memory(resumed.output)
+        states = " / ".join(f"{m[0]:.1f}" for m in memory.values())
+        rss = " / ".join(f"{m[1]:.0f}" for m in memory.values())
+        modelled = (_modelled_mib(*next(iter(memory.values()))[2:], len(memory), 2, True)
+                    if memory else float("nan"))
         print(f"| {stage} | {len(killed.steps)} | {'yes' if same else 'NO'} | "
-              f"{killed.seconds:.0f} | {resumed.seconds:.0f} |")
-    print("\n| SFT, float32, 2 CPU ranks | tokens/s | wall s |\n|---|---|---|")
+              f"{killed.seconds:.0f} | {resumed.seconds:.0f} | {states} ({modelled:.1f}) "
+              f"| {rss} |")
+    print("\n| SFT, float32, 2 CPU ranks | tokens/s | wall s | model states per rank MiB "
+          "(modelled) | peak RSS per rank MiB |\n|---|---|---|---|---|")
     paths = {"base": str(base), "data.train": [data["sft"]], "data.eval": [data["sft"]]}
     for name, extra in (("DeepSpeed ZeRO-3", []),
                         ("plain DDP (gloo)", ["trl.deepspeed=null", "trl.use_cpu=true"])):
         sets = [*overrides(paths), "trl.bf16=false", "trl.resume_from_checkpoint=null", *extra]
         run = launch("sft", "medgo-72b-sft", work / f"z3-speed-{len(extra)}", sets)
         summary = re.findall(r"'train_tokens_per_second': '?([0-9.]+)", run.output)
-        print(f"| {name} | {summary[-1] if summary else '?'} | {run.seconds:.0f} |")
+        memory = _rank_memory(run.output)
+        modelled = (_modelled_mib(*next(iter(memory.values()))[2:], len(memory), 4, not extra)
+                    if memory else float("nan"))
+        print(f"| {name} | {summary[-1] if summary else '?'} | {run.seconds:.0f} | "
+              f"{' / '.join(f'{m[0]:.1f}' for m in memory.values())} ({modelled:.1f}) | "
+              f"{' / '.join(f'{m[1]:.0f}' for m in memory.values())} |")
 
 
 def main() -> None:

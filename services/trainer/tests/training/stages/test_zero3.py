@@ -3,12 +3,12 @@
 Each stage runs the packaged `medgo-72b-*` recipe with only paths and sizes changed
 (`rehearsal.ALLOWED_OVERRIDES`, checked below) through the local executor's torchrun
 command; the backend (gloo, DeepSpeed's CPU accelerator, SDPA) is the stage's own choice
-on a machine without CUDA. SFT and DPO are killed with SIGKILL after step 3 — their last
+on a machine without CUDA. Every stage is killed with SIGKILL after step 3 — their last
 checkpoint is step 2 — and restarted with the recipe's `resume_from_checkpoint: auto`:
 the restart must log step 3 again with the same loss, learning rate, epoch and tokens
-seen, i.e. the same weights, optimizer, schedule and data position. Pretrain and KTO run
-once (all four are killed and resumed by `bench/trainer.py zero3`). One launch per stage
-per module, shared by the assertions.
+seen, i.e. the same weights, optimizer, schedule and data position. Pretrain and KTO are
+killed and resumed the same way. One killed and one resumed launch per stage per module,
+shared by the assertions.
 """
 
 from __future__ import annotations
@@ -92,36 +92,37 @@ def _paths(stage: str, data: dict[str, str], reference: Path | None) -> dict[str
     return paths
 
 
-def _run(stage: str, out: Path, sets: list[str], kill: bool) -> tuple[Launch | None, Launch]:
+def _run(stage: str, out: Path, sets: list[str]) -> tuple[Launch, Launch]:
+    """Launch, SIGKILL after step 3, launch again: (killed, resumed)."""
     recipe = f"medgo-72b-{stage}"
-    killed = launch(stage, recipe, out, sets, kill_at_step=3) if kill else None
+    killed = launch(stage, recipe, out, sets, kill_at_step=3)
     done = launch(stage, recipe, out, sets)
     assert done.returncode == 0, done.output[-4000:]
     return killed, done
 
 
 @pytest.fixture(scope="module")
-def pretrain_run(tmp_path_factory, data) -> tuple[Path, Launch | None, Launch]:
+def pretrain_run(tmp_path_factory, data) -> tuple[Path, Launch, Launch]:
     out = tmp_path_factory.mktemp("zero3") / "pretrain"
-    return out, *_run("pretrain", out, overrides(_paths("pretrain", data, None)), kill=False)
+    return out, *_run("pretrain", out, overrides(_paths("pretrain", data, None)))
 
 
 @pytest.fixture(scope="module")
-def sft_run(tmp_path_factory, data) -> tuple[Path, Launch | None, Launch]:
+def sft_run(tmp_path_factory, data) -> tuple[Path, Launch, Launch]:
     out = tmp_path_factory.mktemp("zero3") / "sft"
-    return out, *_run("sft", out, overrides(_paths("sft", data, None)), kill=True)
+    return out, *_run("sft", out, overrides(_paths("sft", data, None)))
 
 
 @pytest.fixture(scope="module")
-def dpo_run(tmp_path_factory, data, reference) -> tuple[Path, Launch | None, Launch]:
+def dpo_run(tmp_path_factory, data, reference) -> tuple[Path, Launch, Launch]:
     out = tmp_path_factory.mktemp("zero3") / "dpo"
-    return out, *_run("dpo", out, overrides(_paths("dpo", data, reference)), kill=True)
+    return out, *_run("dpo", out, overrides(_paths("dpo", data, reference)))
 
 
 @pytest.fixture(scope="module")
-def kto_run(tmp_path_factory, data, reference) -> tuple[Path, Launch | None, Launch]:
+def kto_run(tmp_path_factory, data, reference) -> tuple[Path, Launch, Launch]:
     out = tmp_path_factory.mktemp("zero3") / "kto"
-    return out, *_run("kto", out, overrides(_paths("kto", data, reference)), kill=False)
+    return out, *_run("kto", out, overrides(_paths("kto", data, reference)))
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -183,10 +184,10 @@ def _record(out: Path) -> dict[str, Any]:
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_pretrain_under_zero3_learns_and_saves_shards(pretrain_run, data):
-    out, _, run = pretrain_run
-    evals = _evals(run)
-    assert len(evals) >= 3 and evals[-1] < evals[0]
+def test_pretrain_killed_mid_way_resumes_learns_and_saves_shards(pretrain_run, data):
+    out, killed, resumed = pretrain_run
+    _assert_resumed_where_it_stopped(killed, resumed)
+    assert _evals(resumed)[-1] < _evals(killed)[0]  # held-out loss: step 6 below step 2
     _assert_shards(out)
     recipe = load_recipe(out / "recipe.resolved.yaml")
     assert _record(out)["data_hash"] == data_snapshot_hash(recipe)
@@ -241,9 +242,10 @@ def _mean_reference_logps(rows: str, reference: Path, tmp_path: Path) -> tuple[f
     return means[0], means[1]
 
 
-def test_kto_under_zero3_trains_and_composes_the_serving_adapter_apart(kto_run):
-    out, _, run = kto_run
-    assert run.steps[-1]["loss"] < run.steps[0]["loss"]
+def test_kto_killed_resumed_trains_and_composes_the_serving_adapter_apart(kto_run):
+    out, killed, run = kto_run
+    _assert_resumed_where_it_stopped(killed, run)
+    assert run.steps[-1]["loss"] < killed.steps[0]["loss"]
     _assert_shards(out)
     metrics = _record(out)["metrics"]
     assert metrics["serving_rank"] == 24

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,9 @@ from typing import Any
 
 from medgo_trainer.outputs import METRICS_FILE, RESOLVED_RECIPE
 from medgo_trainer.training.recipe import Recipe, RecipeError
+from medgo_trainer.training.stages.memory import log_line, rank_memory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,7 +37,8 @@ class RunResult:
         out_dir (`Path`): the checkpoint (full model dir, or PEFT adapter dir with LoRA).
         metrics (`dict`): `train_loss`, `train_tokens`, `train_seconds`,
             `tokens_per_second`; with held-out data also `eval_loss`, `eval_perplexity` and
-            the same before training (`initial_eval_loss`, `initial_eval_perplexity`).
+            the same before training (`initial_eval_loss`, `initial_eval_perplexity`);
+            the rank's memory (`model_state_mib`, `peak_rss_mib`, parameter counts).
         recipe_path (`Path`): the resolved recipe saved beside the checkpoint.
         data_hash (`str`): sha256 over the training and held-out files (the data snapshot
             the registry records as lineage).
@@ -188,6 +193,9 @@ def finish(
     train_out = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     metrics["train_loss"] = float(train_out.training_loss)
     metrics["train_seconds"] = float(train_out.metrics.get("train_runtime", 0.0))
+    memory = rank_memory(trainer.model)  # before evaluation: model states only
+    log.info(log_line(trainer.args.process_index, memory))
+    metrics.update(memory)
     tokens = float(getattr(trainer.state, "num_input_tokens_seen", 0) or 0)
     if tokens:
         metrics["train_tokens"] = tokens
