@@ -119,11 +119,18 @@ def test_a_job_lost_in_a_restart_is_marked_interrupted(settings, tmp_path):
 
 def test_invalid_jobs_are_refused_before_anything_runs(client, settings, tiny_inputs):
     bad_key = _job(tiny_inputs, 2)
-    bad_key["overrides"].append("trl.learning_rat=1")
+    bad_key["overrides"].append("trl.learning_rat=1")  # off the allowlist (test_policy.py)
     response = client.post("/v1/jobs", json=bad_key, headers=AUTH)
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "invalid_recipe" and "learning_rat" in error["message"]
+    assert error["param"] == "overrides" and "learning_rat" in error["message"]
+
+    bad_value = _job(tiny_inputs, 2)
+    bad_value["overrides"].append("data.max_train_samples=0")
+    response = client.post("/v1/jobs", json=bad_value, headers=AUTH)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_recipe" and "max_train_samples" in error["message"]
 
     wrong_stage = {**_job(tiny_inputs, 2), "stage": "sft"}
     response = client.post("/v1/jobs", json=wrong_stage, headers=AUTH)

@@ -19,7 +19,8 @@ from medgo_trainer.settings import TrainerSettings
 
 OPS = {"Authorization": "Bearer ops-test-token"}
 GATEWAY = {"Authorization": "Bearer gateway-test-token"}
-SECRET_LINE = "api_key: sk-live-0123456789abcdef"  # what a YAML error must not echo
+# Invalid YAML (a second `: ` on the line): PyYAML's own message would quote this line.
+SECRET_LINE = "api_key: sk-live-0123456789abcdef: oops"
 
 
 @pytest.fixture
@@ -126,10 +127,10 @@ def test_trust_remote_code_nested_in_a_recipe_is_refused(client, dirs):
 
 
 def test_a_yaml_error_names_the_position_never_the_content(client, dirs):
-    (dirs["recipes"] / "broken.yaml").write_text(f"stage: sft\n{SECRET_LINE}\n  : [\n")
+    (dirs["recipes"] / "broken.yaml").write_text(f"stage: sft\n{SECRET_LINE}\n")
     message = _refused(client, {"stage": "sft", "recipe": "broken"}, param="recipe",
                        code="invalid_recipe")
-    assert "is not valid YAML (line " in message
+    assert message.endswith("is not valid YAML (line 2, column 34)")
     assert "sk-live" not in message and "api_key" not in message
 
 
