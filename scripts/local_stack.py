@@ -116,7 +116,6 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
         Service("feedback", [str(BIN / "medgo-feedback")], ports["feedback"], "/readyz", 120, {
             "MEDGO_FEEDBACK_SERVICE_TOKENS":
                 f"gateway={sec['gateway_token']},trainer={sec['trainer_token']}",
-            "MEDGO_FEEDBACK_LOCAL_MODE": "true",
         }),
         Service("inference", [str(BIN / "medgo-inference")], ports["inference"],
                 "/v1/models", 900, {}),

@@ -151,6 +151,7 @@ def test_a_recipe_from_the_recipes_directory_passes_the_policy(client, dirs):
     as the recipe's own validation (no data file in `models/` here)."""
     (dirs["recipes"] / "ok.yaml").write_text(_sft(dirs))
     message = _refused(client, {"stage": "sft", "recipe": "ok",
-                                "overrides": ["trl.learning_rate=1e-5", "seed=7"]},
+                                "overrides": ["trl.learning_rate=1e-5", "seed=7",
+                                              "trl.resume_from_checkpoint=last"]},
                        param="recipe", code="invalid_recipe")
     assert message.startswith(f"data: cannot read {dirs['models'] / 'sft.jsonl'}")

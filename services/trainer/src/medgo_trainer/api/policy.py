@@ -34,6 +34,7 @@ from medgo_common.errors import MedgoError
 from medgo_trainer.data.sft.mixture import MIXTURES_DIR
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.training.recipe import RECIPES_DIR
+from medgo_trainer.training.stages.resume import AUTO, LAST
 
 #: Training-recipe keys a caller may override: what a run is sized, stepped, fed and
 #: started from. `*` never appears: each key is meant.
@@ -58,7 +59,7 @@ MIXTURE_OVERRIDES = frozenset({
 #: Recipe keys holding a path (a string, or a list of them for the data files).
 _PATH_KEYS = ("base", "adapter", "reference", "data.train", "data.eval",
               "trl.resume_from_checkpoint", "trl.logging_dir")
-_RESUME_WORDS = frozenset({"last"})  # `trl.resume_from_checkpoint=last`: the job's own
+_RESUME_WORDS = frozenset({LAST, AUTO})  # checkpoints in the job's own output directory
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
