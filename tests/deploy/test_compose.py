@@ -95,6 +95,8 @@ def test_secrets_are_files_and_feedback_uses_postgres(compose: dict) -> None:
         for key, value in svc.get("environment", {}).items():
             if any(word in key for word in ("TOKEN", "PASSWORD", "DATABASE_URL")):
                 assert str(value).startswith("/run/secrets/"), key
+            # init-secrets.sh writes random secrets: no service may need local mode
+            assert not key.endswith("_LOCAL_MODE"), key
 
 
 def test_init_secrets_files_are_readable_by_their_readers_only(tmp_path: Path) -> None:
