@@ -68,10 +68,14 @@ def _refuse(param: str, message: str, code: str = "recipe_not_allowed") -> Medgo
 
 
 def _allowed(key: str, allowlist: Collection[str]) -> bool:
+    """Whether `key` matches an allowlist entry (`<name>` matches one whole segment)."""
     parts = key.split(".")
-    return any(len(parts) == len(pattern.split(".")) and all(
-        want in ("<name>", got) for want, got in zip(pattern.split("."), parts, strict=True))
-        for pattern in allowlist)
+    for pattern in allowlist:
+        wants = pattern.split(".")
+        if len(wants) == len(parts) and all(
+                want in ("<name>", got) for want, got in zip(wants, parts, strict=True)):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,8 @@ class JobPolicy:
             self.confine(str(path.parent / deepspeed), "trl.deepspeed", "recipe",
                          extra=(path.parent.resolve(),))
 
-    def confine(self, value: str, key: str, param: str, *, extra: tuple[Path, ...] = ()) -> Path:
-        """`value` resolved (symlinks followed), if it lies under an allowed root."""
+    def confine(self, value: str, key: str, param: str, *, extra: tuple[Path, ...] = ()) -> None:
+        """Refuse `value` unless, resolved (symlinks followed), it lies under a root."""
         if ".." in Path(value).parts:
             raise _refuse(param, f"{key}: {value!r} has a '..' part; name the path from "
                           "the data, model or job directory down", code="path_not_allowed")
@@ -143,7 +147,6 @@ class JobPolicy:
             raise _refuse(param, f"{key}: {value!r} is outside the data, model and job "
                           f"directories ({', '.join(map(str, self.roots))})",
                           code="path_not_allowed")
-        return resolved
 
     def confine_sources(self, files: dict[str, list[Path]]) -> None:
         """A mixture's source files (from `validate_sources`) lie under the roots too."""
@@ -169,8 +172,10 @@ def _values(raw: dict[str, Any], key: str) -> Iterator[str]:
 
 def _trust_remote_code(node: Any, where: str) -> Iterator[str]:
     """Where `trust_remote_code` is set to anything but false, at any depth."""
-    items = node.items() if isinstance(node, dict) else enumerate(node) \
-        if isinstance(node, list) else ()
+    if isinstance(node, dict):
+        items: Iterable[tuple[Any, Any]] = node.items()
+    else:
+        items = enumerate(node) if isinstance(node, list) else ()
     for key, value in items:
         here = f"{where}.{key}" if where else str(key)
         if key == "trust_remote_code" and value is not False:
