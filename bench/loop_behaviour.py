@@ -85,6 +85,7 @@ def serving(work: Path, manifest: Path, feedback: str, keys: Path, tag: str) -> 
         env = {"MEDGO_GATEWAY_PORT": str(port), "MEDGO_GATEWAY_INFERENCE_URL": inference,
                "MEDGO_GATEWAY_FEEDBACK_URL": feedback,
                "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
+               "MEDGO_GATEWAY_LOCAL_MODE": "true",  # the bench token is short
                "MEDGO_GATEWAY_API_KEYS_FILE": str(keys),
                "MEDGO_GATEWAY_SPOOL_PATH": str(work / f"spool-{tag}.sqlite3")}
         url = f"http://127.0.0.1:{port}"

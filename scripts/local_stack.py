@@ -69,10 +69,13 @@ def ensure_secrets(secret_dir: Path) -> dict[str, str]:
     """Local-mode secrets, created once. Production injects them from Secrets instead."""
     secret_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     tokens_file = secret_dir / "service-tokens.json"
-    if not tokens_file.exists():
-        tokens = {"gateway": secrets.token_urlsafe(32), "trainer": secrets.token_urlsafe(32)}
+    tokens = json.loads(tokens_file.read_text()) if tokens_file.exists() else {}
+    # One token per caller: the trainer's job API admits ops only (its scopes), never
+    # the gateway's token; a file from before the ops token existed gains it here.
+    if set(tokens) != {"gateway", "trainer", "ops"}:
+        tokens = {name: tokens.get(name) or secrets.token_urlsafe(32)
+                  for name in ("gateway", "trainer", "ops")}
         write_private_file(tokens_file, json.dumps(tokens))
-    tokens = json.loads(tokens_file.read_text())
 
     keys_file = secret_dir / "api-keys.json"
     demo_file = secret_dir / "demo-keys.json"
@@ -93,6 +96,7 @@ def ensure_secrets(secret_dir: Path) -> dict[str, str]:
     return {
         "gateway_token": tokens["gateway"],
         "trainer_token": tokens["trainer"],
+        "ops_token": tokens["ops"],
         "keys_file": str(keys_file),
         **{f"{k}_key": v for k, v in json.loads(demo_file.read_text()).items()},
     }
@@ -112,14 +116,13 @@ def build_services(var_dir: Path, sec: dict[str, str]) -> list[Service]:
         Service("feedback", [str(BIN / "medgo-feedback")], ports["feedback"], "/readyz", 120, {
             "MEDGO_FEEDBACK_SERVICE_TOKENS":
                 f"gateway={sec['gateway_token']},trainer={sec['trainer_token']}",
-            "MEDGO_FEEDBACK_LOCAL_MODE": "true",
         }),
         Service("inference", [str(BIN / "medgo-inference")], ports["inference"],
                 "/v1/models", 900, {}),
         Service("trainer", [str(BIN / "medgo-trainer-api")], ports["trainer"], "/readyz", 120, {
             "MEDGO_TRAINER_FEEDBACK_URL": feedback_url,
             "MEDGO_TRAINER_FEEDBACK_TOKEN": sec["trainer_token"],
-            "MEDGO_TRAINER_SERVICE_TOKENS": f"gateway={sec['gateway_token']}",
+            "MEDGO_TRAINER_SERVICE_TOKENS": f"ops={sec['ops_token']}",
         }),
         Service("gateway", [str(BIN / "medgo-gateway")], ports["gateway"], "/readyz", 120, {
             "MEDGO_GATEWAY_INFERENCE_URL": f"http://127.0.0.1:{ports['inference']}",
@@ -148,7 +151,8 @@ MedGo is up (local mode, medgo-tiny on vLLM).
 
   demo clinician key: {sec['clinician_key']}
   demo ops key:       {sec['ops_key']}
-  (stored in var/secrets/demo-keys.json; logs in var/logs/)
+  (stored in var/secrets/demo-keys.json; the trainer job API's ops token is "ops" in
+  var/secrets/service-tokens.json; logs in var/logs/)
 
 Press Ctrl-C to stop everything.
 """

@@ -85,6 +85,7 @@ def gateway_env(
         "MEDGO_GATEWAY_INFERENCE_URL": inference_url,
         "MEDGO_GATEWAY_FEEDBACK_URL": feedback_url,
         "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
+        "MEDGO_GATEWAY_LOCAL_MODE": "true",  # the test token is short
         "MEDGO_GATEWAY_API_KEYS_FILE": str(keys_file),
         "MEDGO_GATEWAY_SPOOL_PATH": str(state_dir / "spool.sqlite3"),
         **{f"MEDGO_GATEWAY_{name.upper()}": value for name, value in settings.items()},

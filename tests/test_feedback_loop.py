@@ -147,6 +147,7 @@ def test_ratings_become_the_served_checkpoint(
         env = {"MEDGO_GATEWAY_PORT": gateway.rsplit(":", 1)[1],
                "MEDGO_GATEWAY_INFERENCE_URL": inference, "MEDGO_GATEWAY_FEEDBACK_URL": feedback,
                "MEDGO_GATEWAY_FEEDBACK_TOKEN": GATEWAY_TOKEN,
+               "MEDGO_GATEWAY_LOCAL_MODE": "true",  # the test token is short
                "MEDGO_GATEWAY_API_KEYS_FILE": str(keys),
                "MEDGO_GATEWAY_SPOOL_PATH": str(tmp_path / "spool.sqlite3")}
         with _server([str(BIN / "medgo-gateway")], env, gateway + "/readyz",

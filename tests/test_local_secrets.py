@@ -9,6 +9,8 @@ import stat
 import sys
 from pathlib import Path
 
+from medgo_common.supervise import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,3 +35,9 @@ def test_local_secrets_are_owner_only(tmp_path: Path, monkeypatch) -> None:
         assert stat.S_IMODE((tmp_path / "secrets" / name).stat().st_mode) == 0o600, name
     tokens = json.loads((tmp_path / "secrets" / "service-tokens.json").read_text())
     assert sec["gateway_token"] == tokens["gateway"] and len(tokens["gateway"]) >= 32
+    # The job API's caller is ops with its own token, never the gateway's (issue 18).
+    assert sec["ops_token"] == tokens["ops"] and tokens["ops"] != tokens["gateway"]
+    for name in ("GATEWAY", "INFERENCE", "FEEDBACK", "TRAINER"):  # the stack's own checks
+        monkeypatch.setenv(f"MEDGO_{name}_PORT", str(free_port()))
+    services = {svc.name: svc for svc in local_stack.build_services(tmp_path, sec)}
+    assert services["trainer"].env["MEDGO_TRAINER_SERVICE_TOKENS"] == f"ops={tokens['ops']}"

@@ -37,7 +37,31 @@ fi
 if [[ ! -s "$DIR/api_keys.json" ]]; then
   "$ROOT/.venv/bin/medgo-gateway" keys add --file "$DIR/api_keys.json" --name compose-ops --role ops
 fi
-# Compose bind-mounts file secrets with their host mode; the services run as UID 10001,
-# so files are world-readable inside a directory only the owner can enter.
-chmod 644 "$DIR"/*
+# Who may read what. Compose (outside swarm) bind-mounts file secrets with their host
+# owner and mode and ignores a secret's uid/gid/mode, so the modes set here are the ones
+# inside the containers. Every file was created 0600 (umask 077 above: never readable by
+# others, not even for a moment, like medgo_common.secret_files.write_private_file).
+# - postgres_password stays 0600, owner only: the postgres image's entrypoint reads
+#   POSTGRES_PASSWORD_FILE as root (CAP_DAC_OVERRIDE is in its cap_add) before it drops
+#   to the postgres user.
+# - Everything else is read by the MedGo services, which all run as UID:GID 10001:10001
+#   (the `medgo` user and group of every image under services/*/Dockerfile*): 0640 with
+#   group 10001, so the containers read through the group while the file stays the
+#   operator's to rotate, and no other uid - on the host or in a container - can read it.
+#   With user-namespace remapping set MEDGO_SECRETS_GID to the host gid the containers'
+#   10001 maps to. Changing a file's group needs root (or membership of that group).
+#   Re-run this script after replacing a file by hand (tls.*, api_keys.json): it keeps
+#   the contents and puts these modes back.
+gid="${MEDGO_SECRETS_GID:-10001}"
+service_files=()
+for file in "$DIR"/*; do
+  [[ "$(basename "$file")" == postgres_password ]] || service_files+=("$file")
+done
+if ! chgrp "$gid" "${service_files[@]}" 2>/dev/null; then
+  echo "error: cannot give the secret files to group $gid (the services' group); run" \
+       "this script as root (sudo $0) or as a member of that group" >&2
+  exit 1
+fi
+chmod 600 "$DIR/postgres_password"
+chmod 640 "${service_files[@]}"
 echo "secrets ready in $DIR"

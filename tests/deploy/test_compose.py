@@ -3,12 +3,19 @@ Compose specification's JSON schema (the copy that check-jsonschema vendors, so 
 network is needed) and keeps the single-host promises: only the gateway publishes a
 port, on 127.0.0.1 only; every MedGo service has a healthcheck, start order follows
 health, the model store and the database are named volumes, secrets are files, never
-inline values, and vLLM's API key reaches inference and the gateway."""
+inline values, and vLLM's API key reaches inference and the gateway. The secret files
+init-secrets.sh writes are readable by their readers only (0640 to the services'
+group, 0600 for PostgreSQL's password)."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 
@@ -88,3 +95,29 @@ def test_secrets_are_files_and_feedback_uses_postgres(compose: dict) -> None:
         for key, value in svc.get("environment", {}).items():
             if any(word in key for word in ("TOKEN", "PASSWORD", "DATABASE_URL")):
                 assert str(value).startswith("/run/secrets/"), key
+            # init-secrets.sh writes random secrets: no service may need local mode
+            assert not key.endswith("_LOCAL_MODE"), key
+
+
+def test_init_secrets_files_are_readable_by_their_readers_only(tmp_path: Path) -> None:
+    """Run on a copy of the checkout's layout; the group is this user's own (changing to
+    the images' 10001 needs root). A second run puts back modes an older run left."""
+    script = tmp_path / "deploy" / "compose" / "init-secrets.sh"
+    script.parent.mkdir(parents=True)
+    shutil.copy(ROOT / "deploy" / "compose" / "init-secrets.sh", script)
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "medgo-gateway").symlink_to(
+        Path(sys.executable).with_name("medgo-gateway"))
+    env = os.environ | {"MEDGO_SECRETS_GID": str(os.getgid())}
+    secrets = tmp_path / "var" / "secrets" / "compose"
+    for _ in range(2):
+        subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True,
+                       timeout=120)
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in secrets.iterdir()}
+        assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+        assert modes.pop("postgres_password") == 0o600
+        assert {"MEDGO_TRAINER_SERVICE_TOKENS", "api_keys.json", "tls.key"} <= set(modes)
+        assert set(modes.values()) == {0o640}, modes
+        assert {path.stat().st_gid for path in secrets.iterdir()} == {os.getgid()}
+        for path in secrets.iterdir():
+            path.chmod(0o644)  # what the script used to leave

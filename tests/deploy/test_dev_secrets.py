@@ -24,3 +24,18 @@ def test_every_committed_dev_secret_is_refused() -> None:
 def test_a_long_random_secret_passes() -> None:
     assert weak_secret_reason("Zq8WmV3rT1yPe6LuK0sXa9NdH4fJc7Gb2oRi5EtYwUk") is None
     assert weak_secret_reason("x" * 31) == "is shorter than 32 bytes"
+
+
+SERVICES = ("gateway", "inference", "feedback", "trainer")
+
+
+def test_only_the_local_overlay_runs_in_local_mode(rendered: dict[str, list[dict]]) -> None:
+    """local-cpu ships the development secrets, so every service there says local mode
+    (else each refuses to start); prod-a100 never does, so a weak secret stops it."""
+    for overlay, local in (("local-cpu", "true"), ("prod-a100", None)):
+        for service in SERVICES:  # `<service>-config`, with or without a hash suffix
+            (config,) = [doc.get("data", {}) for doc in rendered[overlay]
+                         if doc["kind"] == "ConfigMap"
+                         and doc["metadata"]["name"].startswith(f"{service}-config")]
+            setting = f"MEDGO_{service.upper()}_LOCAL_MODE"
+            assert config.get(setting) == local, (overlay, setting)

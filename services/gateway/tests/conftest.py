@@ -83,6 +83,7 @@ def _defaults(tmp_path: Path, keys: Keys) -> dict:
         "inference_url": "http://127.0.0.1:9",  # nothing listens: tests pass the real one
         "feedback_url": "http://127.0.0.1:9",
         "feedback_token": FEEDBACK_TOKEN,
+        "local_mode": True,  # the test token is short
         "replay_interval_s": 0.2,
         "default_max_tokens": 8,
     }

@@ -101,3 +101,17 @@ def test_status_without_a_launcher_is_not_in_sync() -> None:
     result = launch("--status", status_port=str(port))
     assert result.returncode == 1
     assert result.stdout.startswith("no status: the launcher does not answer")
+
+
+def test_weak_api_key_refused_outside_local_mode(tmp_path: Path) -> None:
+    """vLLM's key is judged before anything else is resolved; named, never echoed. In
+    local mode the same key passes the check (the launch then fails on the missing
+    manifest, later)."""
+    key = "local-dev-inference-key"
+    manifest = str(tmp_path / "serving.json")
+    result = launch("--dry-run", manifest=manifest, api_key=key)
+    assert_one_line_error(result, "MEDGO_INFERENCE_API_KEY is a development secret",
+                          "MEDGO_INFERENCE_LOCAL_MODE=true")
+    assert key not in result.stderr
+    local = launch("--dry-run", manifest=manifest, api_key=key, local_mode="true")
+    assert_one_line_error(local, "no checkpoint to serve")

@@ -8,8 +8,10 @@ Secrets (`refuse_weak_secrets`): outside local mode a service refuses to start o
 placeholder (`REPLACE_ME`, ...), a secret shorter than 32 bytes, or one of the
 development secrets committed in this repository, so a copied example or a local
 overlay cannot reach production. Local mode is each service's explicit
-`MEDGO_<SVC>_LOCAL_MODE=true`, set by scripts/local_stack.py, the tests and the
-local-cpu overlay; it is off by default.
+`MEDGO_<SVC>_LOCAL_MODE=true` (`LocalModeSettings`, which every settings class
+inherits), set by the tests and the local-cpu overlay; it is off by default.
+Each server names its secret *fields* once (`LocalModeSettings.refuse_weak_secrets`),
+so gateway, feedback, trainer and inference share one rule and one message.
 """
 
 from __future__ import annotations
@@ -19,13 +21,42 @@ import sys
 from collections.abc import Mapping
 from typing import NoReturn, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings
 
 S = TypeVar("S", bound=BaseSettings)
 
 
-class ServerSettings(BaseSettings):
+class LocalModeSettings(BaseSettings):
+    """The local-mode switch every MedGo service has, and the weak-secret check it
+    relaxes (the same rule for every service, see the module docstring)."""
+
+    local_mode: bool = Field(
+        False, description="development machine: accept short, placeholder or committed "
+        "development secrets (refused at start-up otherwise)",
+    )
+
+    def refuse_weak_secrets(self, *fields: str) -> None:
+        """`StartupError` unless every secret held by `fields` is strong (or local mode).
+
+        A field may hold a secret (`SecretStr` or `str`), nothing (unset: not checked),
+        or a `name → secret` mapping (service tokens, each checked and named)."""
+        prefix = str(self.model_config.get("env_prefix", ""))
+        secrets: dict[str, str] = {}
+        for name in fields:
+            variable = f"{prefix}{name.upper()}"
+            value = getattr(self, name)
+            items = value.items() if isinstance(value, Mapping) else [(None, value)]
+            for caller, secret in items:
+                if isinstance(secret, SecretStr):
+                    secret = secret.get_secret_value()
+                if secret:
+                    secrets[f"{variable} ({caller})" if caller else variable] = secret
+        refuse_weak_secrets(secrets, local_mode=self.local_mode,
+                            local_mode_setting=f"{prefix}LOCAL_MODE")
+
+
+class ServerSettings(LocalModeSettings):
     """The fields every MedGo HTTP server has; a service's settings class subclasses it
     and redeclares `port` with its own default (gateway 8000, feedback 8002)."""
 

@@ -15,13 +15,7 @@ from __future__ import annotations
 import uvicorn
 from fastapi import FastAPI
 from medgo_common.observability import configure_logging
-from medgo_common.startup import (
-    StartupError,
-    bind_socket,
-    exit_for,
-    load_settings,
-    refuse_weak_secrets,
-)
+from medgo_common.startup import StartupError, bind_socket, exit_for, load_settings
 from sqlalchemy import exc as sa_exc
 from uvicorn.supervisors import Multiprocess
 
@@ -37,11 +31,7 @@ def _settings() -> FeedbackSettings:
             "no service tokens: set MEDGO_FEEDBACK_SERVICE_TOKENS=gateway=<token>,"
             "trainer=<token> (the feedback API admits no anonymous caller)"
         )
-    refuse_weak_secrets(
-        {f"MEDGO_FEEDBACK_SERVICE_TOKENS ({name})": token.get_secret_value()
-         for name, token in settings.service_tokens.items()},
-        local_mode=settings.local_mode, local_mode_setting="MEDGO_FEEDBACK_LOCAL_MODE",
-    )
+    settings.refuse_weak_secrets("service_tokens")
     if settings.workers > 1 and settings.is_sqlite:
         raise StartupError(
             "MEDGO_FEEDBACK_WORKERS > 1 needs PostgreSQL (SQLite has one writer); set it "

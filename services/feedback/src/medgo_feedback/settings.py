@@ -54,10 +54,6 @@ class FeedbackSettings(ServerSettings):
         default_factory=dict,
         description="callers allowed in, as `name=token,...` (e.g. gateway=abc,trainer=def)",
     )
-    local_mode: bool = Field(
-        False, description="development machine: accept short, placeholder or committed "
-        "dev service tokens (refused at start-up otherwise)",
-    )
     service_scopes: dict[str, tuple[str, ...]] = Field(
         default_factory=lambda: dict(DEFAULT_SCOPES),
         description="what each caller may do, as JSON {name: [scope, ...]} (scopes.py, "

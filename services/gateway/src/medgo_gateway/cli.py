@@ -6,8 +6,9 @@ Examples:
         --department cardiology         # prints the new key once; only its hash is stored
     medgo-gateway keys list --file var/gateway/api_keys.json
 
-A bad start-up condition (port in use, unusable keys file or spool) is reported as
-one line on stderr with the fix, and a non-zero exit status, never a traceback.
+A bad start-up condition (port in use, unusable keys file or spool, a weak secret
+outside local mode) is reported as one line on stderr with the fix, and a non-zero
+exit status, never a traceback.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _serve() -> int:
 
     try:
         settings = load_settings(GatewaySettings)
+        # The API keys file holds only SHA-256 hashes of generated keys: nothing to judge.
+        settings.refuse_weak_secrets("session_secret", "feedback_token", "inference_api_key")
         try:
             Spool(settings.spool_path).close()
         except (OSError, sqlite3.Error) as exc:

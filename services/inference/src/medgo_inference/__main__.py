@@ -28,6 +28,7 @@ import socket
 import sys
 
 import httpx
+from medgo_common import startup
 from medgo_common.observability import configure_logging
 from medgo_common.readiness import check_ready
 from pydantic import ValidationError
@@ -55,6 +56,15 @@ def load_settings() -> InferenceSettings:
         err = exc.errors()[0]
         name = ENV_PREFIX + "_".join(str(p) for p in err["loc"]).upper()
         raise StartupError(f"invalid setting {name}: {err['msg']}") from None
+
+
+def check_secrets(settings: InferenceSettings) -> None:
+    """vLLM's API key is the only credential between the gateway and the model: outside
+    local mode a placeholder, short or committed development key stops the launch."""
+    try:
+        settings.refuse_weak_secrets("api_key")
+    except startup.StartupError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -109,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         return 1 if reason else 0
     if args.status:
         return sync_status(settings)
+    check_secrets(settings)
     plan = plan_from(settings)
     argv = build_argv(plan, settings)
     env = build_env(plan, settings, os.environ)

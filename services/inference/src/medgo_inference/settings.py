@@ -14,13 +14,14 @@ from typing import Annotated, Literal
 
 from medgo_common.paths import default_model_dir
 from medgo_common.schemas.serving import LORA_RANKS, SERVED_MODEL_NAME, parse_adapters
+from medgo_common.startup import LocalModeSettings
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 Device = Literal["auto", "cpu", "cuda"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 
-class InferenceSettings(BaseSettings):
+class InferenceSettings(LocalModeSettings):
     """What to serve and how: where the checkpoint is, and vLLM's capacity knobs."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_INFERENCE_", extra="ignore")

@@ -37,6 +37,14 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader subclass: no object tags
 
 
+def yaml_error_where(exc: yaml.YAMLError) -> str:
+    """Where a YAML error is (`line 3, column 7`), never what is there: PyYAML's own
+    message quotes the offending line, which would carry a file's contents into an API
+    error or a log (a recipe path pointed at a secret would print it)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unreadable"
+
+
 def apply_override(
     raw: dict[str, Any], item: str, error: type[ConfigError] = ConfigError
 ) -> None:
@@ -59,7 +67,8 @@ def apply_override(
     try:
         node[parts[-1]] = load_yaml(value)
     except yaml.YAMLError as exc:
-        raise error(f"override {item!r}: value is not valid YAML: {exc}") from exc
+        raise error(f"override {item!r}: value is not valid YAML "
+                    f"({yaml_error_where(exc)})") from None
 
 
 def resolve_packaged(

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from medgo_common.paths import default_data_dir, default_model_dir, default_var_dir
-from medgo_common.service_auth import parse_service_tokens
+from medgo_common.service_auth import parse_service_tokens, scopes_validator
+from medgo_common.startup import LocalModeSettings
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from medgo_trainer.api.scopes import DEFAULT_SCOPES, KNOWN_SCOPES
 
 
-class TrainerSettings(BaseSettings):
+class TrainerSettings(LocalModeSettings):
     """Where the trainer reads data and writes models, and how it reaches its peers."""
 
     model_config = SettingsConfigDict(env_prefix="MEDGO_TRAINER_", extra="ignore")
@@ -37,6 +40,16 @@ class TrainerSettings(BaseSettings):
     service_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(
         default_factory=dict,
         description="callers of the job API, as `name=token,...`; none set = nobody gets in",
+    )
+    service_scopes: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_SCOPES),
+        description="what each job-API caller may do, as JSON {name: [scope, ...]} "
+        "(jobs:write, jobs:read, `*` = all); a caller not listed gets 403",
+    )
+    recipes_dir: Path | None = Field(
+        default=None,
+        description="Operator recipes (`<name>.yaml`: training recipes and SFT mixtures) "
+        "the job API accepts by name besides the packaged ones; unset = packaged only.",
     )
     jobs_dir: Path = Field(
         default_factory=lambda: default_var_dir() / "trainer" / "jobs",
@@ -81,6 +94,7 @@ class TrainerSettings(BaseSettings):
     )
 
     _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
+    _known_scopes = field_validator("service_scopes")(scopes_validator(KNOWN_SCOPES))
 
     @field_validator("registry_url")
     @classmethod

@@ -22,14 +22,15 @@ TEXTS = ["高血压患者应规律服药，低盐饮食，定期复查血压。"
 
 @pytest.fixture(scope="module")
 def tiny_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tokenizer directory and a text file: enough for a from-scratch pretrain job."""
+    """A tokenizer directory and a text file: enough for a from-scratch pretrain job.
+    `root` is the API's model directory, so the job API lets a recipe name them."""
     from medgo_trainer.training.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("api-inputs")
     train_tokenizer(TEXTS, vocab_size=300).save_pretrained(root / "tok")
     data = root / "text.jsonl"
     data.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in TEXTS))
-    return {"tok": root / "tok", "data": data}
+    return {"root": root, "tok": root / "tok", "data": data}
 
 
 def _job(tiny_inputs: dict[str, Path], max_steps: int) -> dict:
@@ -44,9 +45,9 @@ def _job(tiny_inputs: dict[str, Path], max_steps: int) -> dict:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> TrainerSettings:
+def settings(tmp_path: Path, tiny_inputs: dict[str, Path]) -> TrainerSettings:
     return TrainerSettings(service_tokens={"ops": "s3cret"}, jobs_dir=tmp_path / "jobs",
-                           model_dir=tmp_path / "models")
+                           model_dir=tiny_inputs["root"])
 
 
 @pytest.fixture
@@ -118,11 +119,18 @@ def test_a_job_lost_in_a_restart_is_marked_interrupted(settings, tmp_path):
 
 def test_invalid_jobs_are_refused_before_anything_runs(client, settings, tiny_inputs):
     bad_key = _job(tiny_inputs, 2)
-    bad_key["overrides"].append("trl.learning_rat=1")
+    bad_key["overrides"].append("trl.learning_rat=1")  # off the allowlist (test_policy.py)
     response = client.post("/v1/jobs", json=bad_key, headers=AUTH)
     assert response.status_code == 422
     error = response.json()["error"]
-    assert error["code"] == "invalid_recipe" and "learning_rat" in error["message"]
+    assert error["param"] == "overrides" and "learning_rat" in error["message"]
+
+    bad_value = _job(tiny_inputs, 2)
+    bad_value["overrides"].append("data.max_train_samples=0")
+    response = client.post("/v1/jobs", json=bad_value, headers=AUTH)
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_recipe" and "max_train_samples" in error["message"]
 
     wrong_stage = {**_job(tiny_inputs, 2), "stage": "sft"}
     response = client.post("/v1/jobs", json=wrong_stage, headers=AUTH)
@@ -161,11 +169,11 @@ def test_build_sft_runs_as_a_job_like_a_stage(client, settings):
 
 
 @pytest.mark.parametrize(("recipe", "override", "message"), [
-    ("no-such-mixture", None, "no packaged mixture of that name"),
+    ("no-such-mixture", None, "no mixture named 'no-such-mixture' for stage build-sft"),
     ("sft-mixture-default", "sources.drugs.weight=0", "weight must be a number > 0"),
     ("sft-mixture-default", "sources.pubmed.weight=1", "the mixture has no source 'pubmed'"),
-    ("sft-mixture-default", "sources.safety.options={kinds: [jailbreak]}", "unknown kind"),
-    ("medgo-tiny-sft", None, "packaged: sft-mixture-default"),  # a recipe is no mixture
+    ("sft-mixture-default", "leakage.threshold=-1", "threshold"),
+    ("medgo-tiny-sft", None, "known: sft-mixture-default"),  # a recipe is no mixture
 ])
 def test_a_bad_mixture_is_refused_before_a_job_exists(client, settings, recipe, override,
                                                       message):

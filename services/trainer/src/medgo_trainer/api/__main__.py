@@ -1,7 +1,7 @@
 """`medgo-trainer-api`: serve the job API with uvicorn on settings.host:settings.port.
 
-Start-up problems (bad settings, no service tokens, job directory not writable, port
-in use) end the process with one line on stderr saying what to fix — no traceback.
+Start-up problems (bad settings, no or weak service tokens, job directory not
+writable, port in use) end the process with one line on stderr saying what to fix — no traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ def _settings() -> TrainerSettings:
     if not settings.service_tokens:
         raise StartupError("no service tokens: set MEDGO_TRAINER_SERVICE_TOKENS=ops=<token> "
                            "(the job API admits no anonymous caller)")
+    settings.refuse_weak_secrets("service_tokens", "feedback_token", "inference_api_key")
     try:
         settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -10,6 +10,7 @@ from medgo_common.errors import install_error_handlers
 from medgo_common.observability import RequestIdMiddleware, health_router
 from prometheus_client import CollectorRegistry, Counter
 
+from medgo_trainer.api.policy import JobPolicy
 from medgo_trainer.api.routes import jobs
 from medgo_trainer.api.runner import JobRunner
 from medgo_trainer.api.store import JobStore
@@ -24,7 +25,7 @@ def create_app(settings: TrainerSettings) -> FastAPI:
     submitted = Counter("medgo_trainer_jobs_submitted_total", "Training jobs started.",
                         ["stage"], registry=registry)
     runner = JobRunner(store, settings.jobs_dir, settings.max_running_jobs, submitted,
-                       settings.data_dir)
+                       JobPolicy.from_settings(settings))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,8 @@
 """Request dependencies as named types: the caller (service-token auth) and the runner.
 
 Auth denies by default: with no `MEDGO_TRAINER_SERVICE_TOKENS` configured nobody gets
-in (the same `Authorization: Bearer <token>` scheme as the feedback service).
+in (the same `Authorization: Bearer <token>` scheme as the feedback service), and a
+valid token opens only the routes its scopes allow (`scopes.py`, 403 otherwise).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from medgo_common.errors import MedgoError
-from medgo_common.service_auth import ServiceCallerDep as CallerDep
+from medgo_common.service_auth import require_scope
 
 from medgo_trainer.api.runner import JobRunner
+from medgo_trainer.api.scopes import JOBS_READ, JOBS_WRITE
 from medgo_trainer.api.store import JobRow
 from medgo_trainer.settings import TrainerSettings
 
@@ -26,9 +28,11 @@ def get_runner(request: Request) -> JobRunner:
 
 
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+ReaderDep = Annotated[str, Depends(require_scope(JOBS_READ))]  # the caller's name
+WriterDep = Annotated[str, Depends(require_scope(JOBS_WRITE))]
 
 
-def get_job(job_id: str, runner: RunnerDep, _: CallerDep) -> JobRow:
+def get_job(job_id: str, runner: RunnerDep, _: ReaderDep) -> JobRow:
     """The job named in the path, status refreshed, or 404."""
     job = runner.store.get(job_id=job_id)
     if job is None:
@@ -38,4 +42,4 @@ def get_job(job_id: str, runner: RunnerDep, _: CallerDep) -> JobRow:
 
 JobDep = Annotated[JobRow, Depends(get_job)]
 
-__all__ = ["CallerDep", "JobDep", "RunnerDep", "get_settings"]
+__all__ = ["JobDep", "ReaderDep", "RunnerDep", "WriterDep", "get_settings"]

@@ -8,9 +8,10 @@ presence means success; without it the job was `interrupted` and can be re-run w
 `trl.resume_from_checkpoint=last` from the same recipe (a `build-sft` job is simply
 submitted again with a new output directory).
 
-Every kind of job is one stage to the runner: `_CHECKS` says how its recipe is
-validated before a process starts (a training recipe, or a mixture with its source
-files); the command, its log, progress and completion marker are the same for all. The
+What a caller may ask for at all (recipe names, override keys, paths) is
+`policy.py`'s; every kind of job is then one stage to the runner: `_CHECKS` says how
+its recipe is validated before a process starts (a training recipe, or a mixture with
+its source files); the command, its log, progress and completion marker are the same for all. The
 build-sft child reads the data folder from the same settings (`MEDGO_TRAINER_DATA_DIR`)
 as this service, so it builds from what was validated here.
 """
@@ -25,28 +26,34 @@ from pathlib import Path
 from medgo_common.errors import MedgoError
 from prometheus_client import Counter
 
+from medgo_trainer.api.policy import JobPolicy, override_keys
 from medgo_trainer.api.schemas import JobCreate, JobStatus
 from medgo_trainer.api.store import JobRow, JobStore
 from medgo_trainer.configfile import ConfigError
-from medgo_trainer.data.sft.mixture import load_mixture, resolve_mixture_path, validate_sources
+from medgo_trainer.data.sft.mixture import load_mixture, validate_sources
 from medgo_trainer.outputs import METRICS_FILE
 from medgo_trainer.training.executors import local
-from medgo_trainer.training.recipe import load_recipe, resolve_recipe_path
+from medgo_trainer.training.recipe import load_recipe
 
 CANCEL_GRACE_S = 30
 
 
-def _check_training(body: JobCreate, data_dir: Path) -> None:
-    """The training recipe loads, with its data files, and is for this stage."""
-    recipe = load_recipe(resolve_recipe_path(body.recipe), body.overrides)
+def _check_training(body: JobCreate, path: Path, policy: JobPolicy) -> None:
+    """The training recipe passes the policy (before anything it names is opened),
+    loads with its data files, and is for this stage."""
+    overridden = override_keys(body.overrides)
+    recipe = load_recipe(path, body.overrides, screen=lambda raw, at:
+                         policy.screen_training(raw, at, overridden))
     if recipe.stage != body.stage:
         raise MedgoError(422, f"recipe {body.recipe!r} is for stage {recipe.stage}, "
                          f"not {body.stage}", code="invalid_recipe", param="stage")
 
 
-def _check_mixture(body: JobCreate, data_dir: Path) -> None:
-    """The mixture recipe loads and every source's files under ``data_dir`` are usable."""
-    validate_sources(load_mixture(resolve_mixture_path(body.recipe), body.overrides), data_dir)
+def _check_mixture(body: JobCreate, path: Path, policy: JobPolicy) -> None:
+    """The mixture recipe loads and every source's files under the data folder are
+    usable and inside the policy's directories."""
+    policy.confine_sources(validate_sources(load_mixture(path, body.overrides),
+                                            policy.data_dir))
 
 
 #: Stage → the validation its recipe gets before any process starts (ConfigError → 422).
@@ -55,11 +62,11 @@ _CHECKS = {**dict.fromkeys(local.STAGES, _check_training), "build-sft": _check_m
 
 class JobRunner:
     def __init__(self, store: JobStore, jobs_dir: Path, max_running: int,
-                 submitted: Counter, data_dir: Path) -> None:
+                 submitted: Counter, policy: JobPolicy) -> None:
         self.store = store
         self.submitted = submitted  # Prometheus: jobs started, by stage
         self.jobs_dir = jobs_dir
-        self.data_dir = data_dir
+        self.policy = policy
         self.max_running = max_running
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
@@ -71,9 +78,12 @@ class JobRunner:
             self.refresh(job)
 
     def submit(self, body: JobCreate, caller: str) -> JobRow:
-        """Validate the recipe fully (before any compute), then start the job."""
+        """Check the request against the policy and validate the recipe fully (before
+        any compute), then start the job on the very recipe file that was checked."""
+        path = self.policy.find_recipe(body.recipe, body.stage)
+        self.policy.check_overrides(body.stage, body.overrides)
         try:
-            _CHECKS[body.stage](body, self.data_dir)
+            _CHECKS[body.stage](body, path, self.policy)
         except ConfigError as exc:
             raise MedgoError(422, str(exc), code="invalid_recipe", param="recipe") from None
         with self._lock:
@@ -86,7 +96,7 @@ class JobRunner:
             job_id = uuid.uuid4().hex[:12]
             job_dir = self.jobs_dir / job_id
             out_dir, log_path = job_dir / "out", job_dir / "job.log"
-            command = local.build_command(body.stage, body.recipe, out_dir, body.overrides)
+            command = local.build_command(body.stage, str(path), out_dir, body.overrides)
             handle, proc = local.start(command, log_path)
             self._procs[job_id] = proc
             self.submitted.labels(stage=body.stage).inc()

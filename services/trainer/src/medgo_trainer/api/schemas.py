@@ -23,11 +23,13 @@ class JobCreate(BaseModel):
 
     stage: str = Field(pattern=rf"^({'|'.join(JOB_STAGES)})$",
                        description="a training stage, or build-sft (the SFT data mixture)")
-    recipe: str = Field(min_length=1, max_length=512,
-                        description="packaged recipe name (medgo-tiny-dpo, "
-                                    "sft-mixture-default) or a YAML path")
+    recipe: str = Field(min_length=1, max_length=128,
+                        description="name of a packaged recipe (medgo-tiny-dpo, "
+                                    "sft-mixture-default) or of one in "
+                                    "MEDGO_TRAINER_RECIPES_DIR; never a path")
     overrides: list[str] = Field(default_factory=list, max_length=64,
-                                 description="`key.sub=value` recipe overrides")
+                                 description="`key.sub=value` recipe overrides, keys from "
+                                             "the job API's allowlist (api/policy.py)")
 
 
 class JobPublic(BaseModel):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -26,6 +27,7 @@ from medgo_trainer.configfile import (
     apply_override,
     load_yaml,
     resolve_packaged,
+    yaml_error_where,
 )
 
 Stage = Literal["pretrain", "sft", "dpo", "kto"]
@@ -186,7 +188,8 @@ def build_lora_config(recipe: Recipe) -> Any:
 
 
 def load_recipe(
-    path: Path | str, overrides: list[str] | tuple[str, ...] = (), *, check_data: bool = True
+    path: Path | str, overrides: list[str] | tuple[str, ...] = (), *, check_data: bool = True,
+    screen: Callable[[dict[str, Any], Path], None] | None = None,
 ) -> Recipe:
     """
     Load a YAML recipe, apply `key.sub=value` overrides, and validate it fully.
@@ -194,7 +197,9 @@ def load_recipe(
     Raises `RecipeError` for unknown keys (naming the valid ones), malformed overrides,
     values the TRL/PEFT config classes reject, and impossible combinations.
     `check_data=False` skips opening the data files, for recipes rendered here but run
-    where their data lives (a cluster volume).
+    where their data lives (a cluster volume). `screen(raw, path)` sees the plain
+    recipe, overrides applied, before anything it names is opened: the job API's
+    policy (`api/policy.py`) refuses paths and keys there.
     """
     path = Path(path)
     try:
@@ -202,11 +207,13 @@ def load_recipe(
     except OSError as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from exc
+        raise RecipeError(f"recipe {path} is not valid YAML ({yaml_error_where(exc)})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path} must be a mapping of keys to values")
     for item in overrides:
         apply_override(raw, item, RecipeError)
+    if screen is not None:
+        screen(raw, path)
     recipe = recipe_from_dict(raw)
     ds = recipe.trl.get("deepspeed")
     if isinstance(ds, str) and not Path(ds).is_absolute():

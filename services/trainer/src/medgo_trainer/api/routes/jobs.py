@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from medgo_trainer.api.deps import CallerDep, JobDep, RunnerDep
+from medgo_trainer.api.deps import JobDep, RunnerDep, WriterDep
 from medgo_trainer.api.schemas import JobCreate, JobPublic
 from medgo_trainer.api.store import JobRow
 from medgo_trainer.training.executors import local
@@ -26,7 +26,7 @@ def _public(job: JobRow) -> JobPublic:
 
 
 @router.post("", status_code=201, response_model=JobPublic)
-def create_job(body: JobCreate, caller: CallerDep, runner: RunnerDep) -> JobPublic:
+def create_job(body: JobCreate, caller: WriterDep, runner: RunnerDep) -> JobPublic:
     return _public(runner.submit(body, caller))
 
 
@@ -41,5 +41,5 @@ def read_logs(job: JobDep, max_bytes: int = Query(1 << 20, ge=1, le=16 << 20)) -
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(job: JobDep, runner: RunnerDep) -> JobPublic:
+def cancel_job(job: JobDep, runner: RunnerDep, _: WriterDep) -> JobPublic:
     return _public(runner.cancel(job))

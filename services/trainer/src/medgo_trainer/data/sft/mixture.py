@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from medgo_trainer.configfile import apply_override, resolve_packaged
+from medgo_trainer.configfile import apply_override, resolve_packaged, yaml_error_where
 from medgo_trainer.data.sft.builders import BUILDERS
 from medgo_trainer.data.sft.example import SourceError
 from medgo_trainer.data.sft.leakage import LeakageConfig
@@ -125,7 +125,8 @@ def load_mixture(path: Path, overrides: Sequence[str] = ()) -> Mixture:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise SourceError(f"mixture recipe {path} is not valid YAML: {exc}") from exc
+        raise SourceError(f"mixture recipe {path} is not valid YAML "
+                          f"({yaml_error_where(exc)})") from None
     if overrides and not isinstance(raw, dict):
         raise SourceError(f"mixture {path}: expected a mapping at the top level")
     for item in overrides:
