@@ -4,14 +4,15 @@ open a connection to whom, and this module states the architecture's edges as ru
 
 Required: the hospital range → the gateway's API (TLS) port; the gateway → inference,
 feedback, Redis; feedback → PostgreSQL; the trainer → the Kubernetes API server and
-feedback; the retention purge → feedback; training pods ↔ each other; the evaluation job → its vLLM; Prometheus → every
-metrics port; every pod → DNS; the serving path → the OpenTelemetry collector.
+feedback; the retention purge → feedback; training pods ↔ each other; the evaluation
+job → its vLLM; Prometheus → every metrics port; every pod → DNS; the serving path →
+the OpenTelemetry collector.
 Forbidden: vLLM's port from anything but the gateway (and the evaluation pod's own;
 Prometheus reads its /metrics there); feedback from anything but the gateway, the
 trainer and the retention purge; the retention purge to anything but feedback and DNS
-(no Kubernetes API, no database, no other pod); the gateway's API port from inside the cluster; Prometheus on a port that is
-not a metrics port (nor any other pod of `monitoring` on them); any pod to the
-internet.
+(no Kubernetes API, no database, no other pod); the gateway's API port from inside the
+cluster; Prometheus on a port that is not a metrics port (nor any other pod of
+`monitoring` on them); any pod to the internet.
 
 Pods the manifests do not render are placed with the labels they have at run time:
 training and evaluation pods (the labels medgo_trainer.training.executors gives them;
