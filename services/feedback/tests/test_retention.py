@@ -55,13 +55,13 @@ def test_purge_removes_exactly_what_is_past_the_period(
     assert (looked.due.interactions, looked.due.ratings) == (3, 6)
     assert _kept(session) == set(ids)  # looking deletes nothing
 
-    first = retention.purge_batch(factory=factory, settings=policy, now=NOW)
-    assert (first.purged.interactions, first.purged.ratings) == (2, 4)  # oldest first
-    assert first.due.interactions == 1
+    cutoff = NOW - timedelta(days=365)
+    first = retention.purge_batch(factory=factory, settings=policy, cutoff=cutoff)
+    assert (first.interactions, first.ratings) == (2, 4)  # one batch, oldest first
     assert _kept(session) == set(ids[2:])
-    second = retention.purge_batch(factory=factory, settings=policy, now=NOW)
-    assert (second.purged.interactions, second.due.interactions) == (1, 0)
-    again = retention.purge_batch(factory=factory, settings=policy, now=NOW)
+    one = retention.purge_due(factory=factory, settings=policy, now=NOW, budget_s=0)
+    assert (one.purged.interactions, one.due.interactions) == (1, 0)  # one batch a call
+    again = retention.purge_due(factory=factory, settings=policy, now=NOW)
     assert (again.purged.interactions, again.purged.ratings) == (0, 0)  # idempotent
 
     assert _kept(session) == set(ids[3:])
@@ -72,7 +72,7 @@ def test_purge_removes_exactly_what_is_past_the_period(
     assert again.export_copy_cutoff == NOW - timedelta(days=policy.export_copy_retention_days)
 
 
-def test_api_reports_then_purges_batch_by_batch(
+def test_api_reports_then_purges(
     settings_for, db_url, session, make_record, make_rating
 ) -> None:
     from fastapi.testclient import TestClient
@@ -87,13 +87,10 @@ def test_api_reports_then_purges_batch_by_batch(
         assert look["purged"] == {"interactions": 0, "ratings": 0}
         assert (look["retention_days"], look["export_copy_retention_days"]) == (30, 7)
         assert _kept(session) == set(ids)
-        dues = []
-        while True:
-            result = client.post("/v1/retention/purge").json()
-            dues.append(result["due"]["interactions"])
-            if not result["purged"]["interactions"]:
-                break
-        assert dues == [1, 0, 0]
+        first = client.post("/v1/retention/purge").json()  # batches of 1 within one call
+        assert (first["purged"], first["due"]) == (
+            {"interactions": 2, "ratings": 4}, {"interactions": 0, "ratings": 0})
+        assert client.post("/v1/retention/purge").json()["purged"]["interactions"] == 0
         assert _kept(session) == {ids[2]}
         age = _gauge(client, "medgo_feedback_oldest_record_age_seconds")
         assert abs(age - 10 * DAY_S) < 600  # the purge updated the gauge at once
@@ -136,7 +133,7 @@ def test_admin_cli_dry_run_then_purge(
     assert _kept(session) == set(ids)
     assert main(["purge"]) == 0
     captured = capsys.readouterr()
-    assert "purged 1 interactions so far, 1 to go" in captured.err  # progress
+    assert "purged 2 interactions so far, 0 due" in captured.err  # progress
     assert "purged 2 interactions and 4 ratings created before" in captured.out
     assert _kept(session) == {ids[2]}
     assert main(["purge"]) == 0  # idempotent

@@ -136,16 +136,16 @@ def _purge(args: argparse.Namespace, settings: FeedbackSettings) -> int:
             return 0
         total = store.PurgeCounts(interactions=0, ratings=0)
         while True:
-            result = retention.purge_batch(factory=factory, settings=settings,
-                                           retention_days=args.older_than_days)
+            result = retention.purge_due(factory=factory, settings=settings,
+                                         retention_days=args.older_than_days)
             total = store.PurgeCounts(
                 interactions=total.interactions + result.purged.interactions,
                 ratings=total.ratings + result.purged.ratings,
             )
+            print(f"purged {total.interactions} interactions so far, "
+                  f"{result.due.interactions} due", file=sys.stderr)
             if not result.purged.interactions or not result.due.interactions:
                 break
-            print(f"purged {total.interactions} interactions so far, "
-                  f"{result.due.interactions} to go", file=sys.stderr)
     finally:
         engine.dispose()
     print(

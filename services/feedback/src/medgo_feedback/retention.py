@@ -3,7 +3,7 @@
 The feedback store owns clinicians' conversations, so it owns how long *any* copy of
 them may live: `retention_days` for the interactions and their ratings here,
 `export_copy_retention_days` for the exports the training loop copies onto the model
-volume. The store purges its own rows (`purge_batch`: the admin CLI and
+volume. The store purges its own rows (`purge_due`: the admin CLI and
 `POST /v1/retention/purge`); the trainer, which owns the model volume, removes the
 copies past `export_copy_cutoff` that this module reports (`medgo-train purge`, the
 daily CronJob). A record is due when its interaction was created before the cutoff;
@@ -18,7 +18,7 @@ stopped running cannot hide behind a stale value (alert MedgoRetentionOverdue).
 
 from __future__ import annotations
 
-import logging
+import time
 from datetime import datetime, timedelta
 
 from medgo_common.schemas.feedback import RecordCounts, RetentionReport
@@ -28,7 +28,9 @@ from medgo_feedback import store
 from medgo_feedback.models import utcnow
 from medgo_feedback.settings import FeedbackSettings
 
-log = logging.getLogger(__name__)
+#: How long one purge call deletes before it reports (well under an HTTP client's
+#: timeout; each batch inside is its own short transaction).
+CALL_BUDGET_S = 20.0
 
 
 def _counts(counts: store.PurgeCounts) -> RecordCounts:
@@ -55,22 +57,41 @@ def report(
 
 
 def purge_batch(
-    *, factory: sessionmaker[Session], settings: FeedbackSettings, now: datetime | None = None,
-    retention_days: int | None = None,
-) -> RetentionReport:
-    """Delete one batch (`purge_batch_rows`) of due interactions, in one transaction.
+    *, factory: sessionmaker[Session], settings: FeedbackSettings, cutoff: datetime
+) -> store.PurgeCounts:
+    """Delete the oldest `purge_batch_rows` due interactions with their ratings, in one
+    transaction (SQLite's writer lock is held that long, not for the whole backlog)."""
+    with factory.begin() as session:
+        return store.purge_older_than(
+            session=session, cutoff=cutoff, limit=settings.purge_batch_rows
+        )
 
-    Idempotent: a store with nothing due is left untouched. Callers repeat it until
-    `due.interactions` is 0, reporting progress in between.
+
+def purge_due(
+    *, factory: sessionmaker[Session], settings: FeedbackSettings, now: datetime | None = None,
+    retention_days: int | None = None, budget_s: float = CALL_BUDGET_S,
+) -> RetentionReport:
+    """Purge batch after batch for up to `budget_s`, then report once.
+
+    Idempotent: a store with nothing due is left untouched. Counting what is still due
+    costs a scan of the due range, so it is done once per call, not per batch; a caller
+    with a backlog larger than one call's budget repeats the call (`due` > 0), printing
+    progress in between.
     """
     now = now or utcnow()
     cutoff = now - timedelta(days=retention_days or settings.retention_days)
-    with factory.begin() as session:
-        purged = store.purge_older_than(
-            session=session, cutoff=cutoff, limit=settings.purge_batch_rows
-        )
+    total = store.PurgeCounts(interactions=0, ratings=0)
+    started = time.monotonic()
+    while True:  # at least one batch, whatever the budget
+        purged = purge_batch(factory=factory, settings=settings, cutoff=cutoff)
+        total = store.PurgeCounts(interactions=total.interactions + purged.interactions,
+                                  ratings=total.ratings + purged.ratings)
+        if purged.interactions < settings.purge_batch_rows:
+            break  # nothing more is due
+        if time.monotonic() - started >= budget_s:
+            break
     with factory() as session:
-        return report(session=session, settings=settings, now=now, purged=purged,
+        return report(session=session, settings=settings, now=now, purged=total,
                       retention_days=retention_days)
 
 

@@ -1,10 +1,11 @@
 """`GET /v1/retention` and `POST /v1/retention/purge`: the retention policy, applied.
 
-The purge takes no cutoff from the caller: it deletes one batch of what the configured
-period makes due (`retention.purge_batch`) and answers how much is still due, so the
-caller (`medgo-train purge`, the daily CronJob) repeats it and prints progress while
-each transaction stays short. The answer also carries `export_copy_cutoff`, which the
-trainer applies to the exports on the model volume.
+The purge takes no cutoff from the caller: it deletes what the configured period makes
+due, batch by batch in short transactions, for up to `retention.CALL_BUDGET_S`
+(`retention.purge_due`), and answers how much is still due, so the caller
+(`medgo-train purge`, the daily CronJob) repeats it and prints progress. The answer
+also carries `export_copy_cutoff`, which the trainer applies to the exports on the
+model volume.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def get_retention(session: SessionDep, settings: SettingsDep) -> RetentionReport
 def purge(
     factory: SessionmakerDep, settings: SettingsDep, oldest: OldestRecordDep
 ) -> RetentionReport:
-    """Delete one batch of due interactions with their ratings; repeat while `due` > 0."""
-    result = retention.purge_batch(factory=factory, settings=settings)
+    """Delete due interactions with their ratings (bounded in time); repeat while `due`."""
+    result = retention.purge_due(factory=factory, settings=settings)
     oldest.created_at = result.oldest_kept  # the gauge follows at once
     return result

@@ -5,9 +5,9 @@ Each loop run leaves the DPO export it trained on — clinicians' conversations 
 policy for every copy of its data (`MEDGO_FEEDBACK_EXPORT_COPY_RETENTION_DAYS`); the
 trainer owns the model volume. So one command does both, in this order:
 
-1. the store: `POST /v1/retention/purge` until nothing is due (each call one short
-   transaction; its answer carries the export copies' cutoff), or, with `--dry-run`,
-   `GET /v1/retention`;
+1. the store: `POST /v1/retention/purge` until nothing is due (each call deletes in
+   short transactions for up to 20 s, then reports; its answer carries the export
+   copies' cutoff), or, with `--dry-run`, `GET /v1/retention`;
 2. the copies: every `checkpoints/<id>/dpo.jsonl` written (modified) before that
    cutoff is removed, or listed with `--dry-run`.
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"  # <model_dir>/checkpoints/<id>/: one loop run each
 EXPORT_COPY = "dpo.jsonl"  # the export a run trained on (`run_loop`)
-PURGE_TIMEOUT_S = 300.0  # one batch is one short transaction
+PURGE_TIMEOUT_S = 300.0  # one call deletes for ~20 s (feedback's CALL_BUDGET_S), then reports
 
 
 @dataclass(frozen=True)
