@@ -95,6 +95,15 @@ def test_no_checkpoints_directory_is_nothing_to_do(tmp_path: Path) -> None:
     assert (result["removed"], result["kept"], result["refused"]) == ([], 0, [])
 
 
+def test_a_checkpoints_directory_that_is_a_link_is_not_followed(volume, tmp_path) -> None:
+    models = tmp_path / "other-models"
+    models.mkdir()
+    (models / "checkpoints").symlink_to(volume["root"], target_is_directory=True)
+    result = retention.purge_export_copies(models / "checkpoints", NOW, dry_run=False)
+    assert result["removed"] == [] and volume["old"].exists()
+    assert result["refused"] == [f"{models / 'checkpoints'}: a symbolic link, not followed"]
+
+
 @pytest.fixture(scope="module")
 def feedback(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real feedback service (a child process, SQLite): 30-day retention, copies 7."""

@@ -90,9 +90,12 @@ def _copy_in(fd: int, directory: Path, scan: CopyScan) -> ExportCopy | None:
 def scan_export_copies(root: Path) -> CopyScan:
     """Every `<root>/<id>/dpo.jsonl`, oldest first; links are listed as refused."""
     scan = CopyScan()
+    if root.is_symlink():  # the model directory may be a link (ops' choice), this not
+        scan.refused.append(f"{root}: a symbolic link, not followed")
+        return scan
     if not root.is_dir():
         return scan
-    root = root.resolve()  # the configured directory itself may be a link (ops' choice)
+    root = root.parent.resolve() / root.name
     with os.scandir(root) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_symlink():
