@@ -11,13 +11,14 @@ trainer owns the model volume. So one command does both, in this order:
 2. the copies: every `checkpoints/<id>/dpo.jsonl` written (modified) before that
    cutoff is removed, or listed with `--dry-run`.
 
-It never deletes outside `<model_dir>/checkpoints`: each checkpoint directory is opened
-without following links (`O_NOFOLLOW`) and the copy is checked and unlinked relative
-to that open directory, so a symbolic link — a checkpoint directory or an export
-planted as a link to somewhere else — is refused (listed, exit status 1) instead of
-followed, even if it is swapped in while the purge runs. What the copy's run left
-besides it (the adapter, its reports, `recipe.resolved.yaml` naming the export's old
-path, the registry's data hash) stays. A second run finds nothing to do.
+It never deletes outside `<model_dir>/checkpoints` (itself not followed if a link): each
+checkpoint directory is opened without following links (`O_NOFOLLOW`) and the copy is
+checked and unlinked relative to that open directory, so a symbolic link — a checkpoint
+directory or an export planted as a link to somewhere else — is refused (listed, exit
+status 2 once the rest is done) instead of followed, even if it is swapped in while the
+purge runs. What the copy's run left besides it (the adapter, its reports,
+`recipe.resolved.yaml` naming the export's old path, the registry's data hash) stays.
+A second run finds nothing to do.
 """
 
 from __future__ import annotations
