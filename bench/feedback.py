@@ -15,6 +15,12 @@ fsync on, started from the machine's binaries), on a fresh database:
    process; figures = wall time, that process's CPU time and peak RSS (from wait4).
    Its CPU time is the figure to compare across runs on a busy machine; the wall time
    also contains the PostgreSQL server's share and waits for a core.
+3. purge: the retention period is set so the older half of those interactions is due,
+   and `retention.purge_batch` (the transaction `POST /v1/retention/purge` and the admin
+   CLI repeat) deletes them batch by batch (`--purge-batch` interactions, default the
+   setting's 1,000), then the count of what is still due is taken once, as a purge call
+   ends; figures = total wall time, interactions purged per second, the longest batch
+   (how long one purge transaction holds SQLite's writer lock) and the final count.
 
     .venv/bin/python bench/feedback.py                 # 1,000,000 rows, both backends
     .venv/bin/python bench/feedback.py --rows 50000 --ingest-seconds 5   # quick run
@@ -42,7 +48,8 @@ from pathlib import Path
 
 import httpx
 import psutil
-from medgo_feedback.db import build_engine, upgrade_to_head
+from medgo_feedback import retention
+from medgo_feedback.db import build_engine, build_sessionmaker, upgrade_to_head
 from medgo_feedback.models import Interaction, Rating
 from medgo_feedback.settings import FeedbackSettings
 from medgo_feedback.store import prompt_key
@@ -53,6 +60,7 @@ from sqlalchemy import insert
 TOKEN = "bench-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHUNK = 20_000
+SYNTHETIC_START = datetime(2026, 1, 1, tzinfo=UTC)  # one interaction a second from here
 
 
 @dataclass
@@ -66,6 +74,10 @@ class Result:
     export_s: float = 0.0
     export_cpu_s: float = 0.0
     export_rss_mb: float = 0.0
+    purged: int = 0
+    purge_s: float = 0.0
+    purge_longest_ms: float = 0.0
+    purge_report_ms: float = 0.0
 
 
 @contextmanager
@@ -128,7 +140,7 @@ def _record(interaction_id: str, created_at: str) -> dict:
 def synthetic(rows: int, seed: int = 5) -> Iterator[tuple[list[dict], list[dict]]]:
     """Chunks of (interactions, ratings): `rows` ratings, two raters per interaction."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    start = SYNTHETIC_START
     prompts = max(1, rows // 20)
     for first in range(0, rows // 2, CHUNK // 2):
         interactions, ratings = [], []
@@ -204,6 +216,34 @@ def export_dpo(env: dict[str, str]) -> tuple[int, float, float, float]:
     return exported, elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def purge_older_half(settings: FeedbackSettings, rows: int,
+                     batch: int) -> tuple[int, float, float, float]:
+    """(interactions purged, seconds, longest batch ms, count-of-due ms) with the cutoff
+    in the middle of `synthetic`'s time range, batch by batch as a purge call runs."""
+    policy = settings.model_copy(update={"retention_days": 365, "purge_batch_rows": batch})
+    cutoff = SYNTHETIC_START + timedelta(seconds=rows // 4)
+    engine = build_engine(policy)
+    factory = build_sessionmaker(engine)
+    purged, longest = 0, 0.0
+    started = time.perf_counter()
+    try:
+        while True:
+            batch_started = time.perf_counter()
+            counts = retention.purge_batch(factory=factory, settings=policy, cutoff=cutoff)
+            longest = max(longest, time.perf_counter() - batch_started)
+            purged += counts.interactions
+            if counts.interactions < batch:
+                break
+        count_started = time.perf_counter()
+        with factory() as session:
+            retention.report(session=session, settings=policy,
+                             now=cutoff + timedelta(days=365))
+        count_s = time.perf_counter() - count_started
+    finally:
+        engine.dispose()
+    return purged, time.perf_counter() - started, 1000 * longest, 1000 * count_s
+
+
 def run(backend: str, args: argparse.Namespace) -> Result:
     result = Result(backend)
     with ExitStack() as stack:
@@ -235,6 +275,8 @@ def run(backend: str, args: argparse.Namespace) -> Result:
             result.load_s = bulk_load(settings, args.rows)
             (result.export_rows, result.export_s, result.export_cpu_s,
              result.export_rss_mb) = export_dpo(env)
+            (result.purged, result.purge_s, result.purge_longest_ms,
+             result.purge_report_ms) = purge_older_half(settings, args.rows, args.purge_batch)
     return result
 
 
@@ -247,6 +289,8 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="service worker processes (PostgreSQL only)"
     )
+    parser.add_argument("--purge-batch", type=int, default=1000,
+                        help="interactions per purge transaction")
     args = parser.parse_args()
     print(f"cores={os.cpu_count()} loadavg(1,5,15)={os.getloadavg()} rows={args.rows} "
           f"clients={args.clients} ingest_seconds={args.ingest_seconds} "
@@ -254,14 +298,17 @@ def main() -> None:
     results = [run(backend, args) for backend in args.backends.split(",")]
     print(f"loadavg after={os.getloadavg()}")
     header = ("backend", "ingest ratings/s", "errors", "service CPU ms/rating", "bulk load s",
-              "DPO rows", "export s", "export CPU s", "export peak RSS MB")
+              "DPO rows", "export s", "export CPU s", "export peak RSS MB", "purged",
+              "purge s", "purged/s", "longest purge batch ms", "report ms")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for r in results:
         print(f"| {r.backend} | {r.ingest_per_s:,.0f} | {r.ingest_errors} | "
               f"{r.server_cpu_ms:.2f} | {r.load_s:.1f} | "
               f"{r.export_rows:,} | {r.export_s:.1f} | {r.export_cpu_s:.1f} | "
-              f"{r.export_rss_mb:.0f} |")
+              f"{r.export_rss_mb:.0f} | {r.purged:,} | {r.purge_s:.1f} | "
+              f"{r.purged / max(r.purge_s, 1e-9):,.0f} | {r.purge_longest_ms:.0f} | "
+              f"{r.purge_report_ms:.0f} |")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,10 @@ def test_the_alerts_cover_what_the_issue_asks(prod: list[dict]) -> None:
         "training job failed": ("kube_job_failed",),
         "training job stuck": ("kube_job_status_start_time",),
         "export outside the audit pattern": ("medgo_feedback_exports_total",),
+        "records kept past retention": ("medgo_feedback_oldest_record_age_seconds",
+                                        "medgo_feedback_retention_period_seconds"),
+        "export copies kept past retention": ("medgo_trainer_oldest_export_copy_age_seconds",
+                                              'data", "export_copies"'),
     }
     for need, parts in needs.items():
         assert any(all(p in e for p in parts) for e in exprs.values()), need

@@ -4,13 +4,15 @@ open a connection to whom, and this module states the architecture's edges as ru
 
 Required: the hospital range → the gateway's API (TLS) port; the gateway → inference,
 feedback, Redis; feedback → PostgreSQL; the trainer → the Kubernetes API server and
-feedback; training pods ↔ each other; the evaluation job → its vLLM; Prometheus → every
-metrics port; every pod → DNS; the serving path → the OpenTelemetry collector.
+feedback; the retention purge → feedback; training pods ↔ each other; the evaluation
+job → its vLLM; Prometheus → every metrics port; every pod → DNS; the serving path →
+the OpenTelemetry collector.
 Forbidden: vLLM's port from anything but the gateway (and the evaluation pod's own;
-Prometheus reads its /metrics there); feedback from anything but the gateway and the
-trainer; the gateway's API port from inside the cluster; Prometheus on a port that is
-not a metrics port (nor any other pod of `monitoring` on them); any pod to the
-internet.
+Prometheus reads its /metrics there); feedback from anything but the gateway, the
+trainer and the retention purge; the retention purge to anything but feedback and DNS
+(no Kubernetes API, no database, no other pod); the gateway's API port from inside the
+cluster; Prometheus on a port that is not a metrics port (nor any other pod of
+`monitoring` on them); any pod to the internet.
 
 Pods the manifests do not render are placed with the labels they have at run time:
 training and evaluation pods (the labels medgo_trainer.training.executors gives them;
@@ -128,6 +130,7 @@ def violations(netpol: ModuleType, objects: list[dict]) -> list[str]:
         need(f"{r} (trainer) → feedback", pods[r], pods["feedback"], "http")
         need(f"{r} (trainer) → Kubernetes API", pods[r], world.ip("api-server-cidr"), 6443)
         need(f"{r} (trainer) → Kubernetes API", pods[r], world.ip("api-server-cidr"), 443)
+    need("retention purge → feedback", pods["retention"], pods["feedback"], "http")
     for a, b in (("training-master", "training-worker"), ("training-worker", "training-master")):
         for port in (*RENDEZVOUS_PORTS, NCCL_PORT):
             need("training pods ↔ each other (rendezvous, NCCL)", pods[a], pods[b], port)
@@ -157,15 +160,25 @@ def violations(netpol: ModuleType, objects: list[dict]) -> list[str]:
                          "http")
         if src_role not in {"eval", "prometheus"}:
             deny("only the evaluation job reaches its vLLM", src, pods["eval"], "http")
-        if src_role not in {"gateway", "prometheus", "feedback", *trainers}:
-            deny("only the gateway and the trainer reach feedback", src, pods["feedback"],
-                 "http")
+        if src_role not in {"gateway", "prometheus", "feedback", "retention", *trainers}:
+            deny("only the gateway, the trainer and the retention purge reach feedback", src,
+                 pods["feedback"], "http")
         if src_role != "gateway":
             deny("the gateway's API port is for the hospital range only", src,
                  pods["gateway"], "api")
         if src.namespace == NS:
             for port in (443, 80, 53):
                 deny("no pod reaches the internet", src, INTERNET, port)
+    retention = pods["retention"]
+    for dst_role, dst in pods.items():
+        if dst_role not in {"feedback", "kube-dns", "retention"}:
+            for port in dst.ports or (dst.port(8000),):
+                deny("the retention purge reaches feedback only", retention, dst,
+                     port.number, port.protocol)
+    for key, port in (("api-server-cidr", 443), ("api-server-cidr", 6443),
+                      ("database-cidr", 5432)):
+        if key in world.network:
+            deny("the retention purge reaches feedback only", retention, world.ip(key), port)
     for r in ours:
         metrics = pods[r].port(_metrics_port(pods[r])) if _metrics_port(pods[r]) else None
         for port in pods[r].ports:
@@ -188,7 +201,7 @@ def test_prod_knows_every_service_it_renders(rendered: dict[str, list[dict]],
     """The rules above name these pods; a renamed workload must not slip past them."""
     roles = set(build_world(netpol, rendered["prod-a100"]).pods)
     assert {"gateway", "inference", "inference-canary", "feedback", "trainer",
-            "feedback-loop"} <= roles
+            "feedback-loop", "retention"} <= roles
 
 
 def _without(objects: list[dict], kind: str, name: str) -> list[dict]:
@@ -250,7 +263,20 @@ def test_an_open_egress_or_a_wide_scrape_is_caught(
             "of NetworkPolicy/allow-trainer-egress") in found
     assert ("Prometheus reaches metrics ports only: monitoring/prometheus → "
             "Deployment/gateway:8000") in found
-    assert ("only the gateway and the trainer reach feedback" not in found)
+    assert "reach feedback" not in found
+
+
+def test_retention_confined_to_feedback(rendered: dict[str, list[dict]],
+                                        netpol: ModuleType) -> None:
+    """Selected by the trainer's policies (app=trainer, as the weekly loop's pods are),
+    the purge would also reach the Kubernetes API: the rules catch that."""
+    objects = copy.deepcopy(rendered["prod-a100"])
+    cronjob = next(o for o in objects if o["kind"] == "CronJob"
+                   and o["metadata"]["name"] == "retention")
+    cronjob["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]["app"] = "trainer"
+    found = "\n".join(violations(netpol, objects))
+    assert ("the retention purge reaches feedback only: CronJob/retention → 10.30.0.1:443: "
+            "egress rule 1 of NetworkPolicy/allow-trainer-egress") in found
 
 
 def test_a_scrape_rule_for_a_whole_namespace_opens_the_apis_to_it(

@@ -89,7 +89,8 @@ def test_the_trainer_role_allows_submitting_it(rendered: dict, job_objects: list
 
 
 def _cronjob_pod(rendered: dict) -> dict:
-    cronjob = next(o for o in rendered["prod-a100"] if o["kind"] == "CronJob")
+    cronjob = next(o for o in rendered["prod-a100"] if o["kind"] == "CronJob"
+                   and o["metadata"]["name"] == "feedback-loop")
     return cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
 
 
@@ -111,7 +112,8 @@ def test_the_weekly_loop_runs_the_whole_loop_on_kubernetes(rendered: dict) -> No
     text = script.read_text(encoding="utf-8").replace("\\\n", " ")
     command = next(line for line in text.splitlines() if line.startswith("exec medgo-train"))
     command = re.sub(r'"\$\(date [^)]*\)"', "2026-11-23T02:00:00Z", command)
-    cronjob = next(o for o in rendered["prod-a100"] if o["kind"] == "CronJob")
+    cronjob = next(o for o in rendered["prod-a100"] if o["kind"] == "CronJob"
+                   and o["metadata"]["name"] == "feedback-loop")
     pod = _cronjob_pod(rendered)
     (container,) = pod["containers"]
     assert container["command"] == ["sh", "/etc/medgo/loop/feedback-loop.sh"]

@@ -8,6 +8,9 @@ a uniqueness race is 409.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,31 +23,42 @@ from medgo_common.phi.guarded import awarm_up
 from medgo_common.service_auth import require_service_caller
 from prometheus_client import CollectorRegistry
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from medgo_feedback.db import build_engine, build_sessionmaker, ping
 from medgo_feedback.metrics import FeedbackMetrics
+from medgo_feedback.retention import OldestRecord
 from medgo_feedback.routes import api_router
 from medgo_feedback.settings import FeedbackSettings
 from medgo_feedback.store import IdempotencyConflictError, UnknownInteractionError
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: FeedbackSettings) -> FastAPI:
     """Build the app; the schema must already be at head (`db.upgrade_to_head`)."""
     engine = build_engine(settings)
+    factory = build_sessionmaker(engine)
+    oldest = OldestRecord()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await awarm_up()  # the PHI check's name model, before the first request needs it
+        refresher = asyncio.create_task(_refresh_oldest(oldest, factory, settings))
         yield
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher
         engine.dispose()
 
     app = FastAPI(title="MedGo feedback", version="1", lifespan=lifespan)
     registry = CollectorRegistry()
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = build_sessionmaker(engine)
-    app.state.metrics = FeedbackMetrics(registry)
+    app.state.sessionmaker = factory
+    app.state.oldest_record = oldest
+    app.state.metrics = FeedbackMetrics(registry, settings, oldest)
 
     install_error_handlers(app, validation_status=422)
     _install_store_errors(app)
@@ -57,6 +71,23 @@ def create_app(settings: FeedbackSettings) -> FastAPI:
     app.include_router(health_router(registry, readiness))
     app.include_router(api_router, dependencies=[Depends(require_service_caller)])
     return app
+
+
+async def _refresh_oldest(
+    oldest: OldestRecord, factory: sessionmaker[Session], settings: FeedbackSettings
+) -> None:
+    """Re-read the oldest interaction for the retention gauge, off the event loop.
+
+    A failed read keeps the previous time (the gauge's age keeps growing) and is logged
+    by exception type only: the database's message could carry a URL.
+    """
+    while True:
+        try:
+            await run_in_threadpool(oldest.refresh, factory)
+        except Exception as exc:  # any driver failure: keep the last value, say so
+            log.warning("retention gauge: cannot read the oldest interaction (%s)",
+                        type(exc).__name__)
+        await asyncio.sleep(settings.retention_refresh_s)
 
 
 def _install_store_errors(app: FastAPI) -> None:

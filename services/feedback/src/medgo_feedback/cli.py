@@ -5,10 +5,16 @@ Examples (settings come from the same MEDGO_FEEDBACK_* variables as the service)
     medgo-feedback-admin migrate
     medgo-feedback-admin export dpo --since 2026-11-01T00:00:00+00:00 > dpo.jsonl
     medgo-feedback-admin export kto --checkpoint medgo-tiny-sft --min-raters 2 -o kto.jsonl
-    medgo-feedback-admin purge --older-than-days 365
+    medgo-feedback-admin purge --dry-run          # what the retention period makes due
+    medgo-feedback-admin purge                    # MEDGO_FEEDBACK_RETENTION_DAYS (365)
     medgo-feedback-admin canary-gate --stable medgo-72b-sft --candidate medgo-72b-dpo-w49
     medgo-feedback-admin canary-gate --stable A --candidate B \
         --override "ward round review: 3 raters, outdated-guideline reason fixed" --actor dr-li
+
+`purge` deletes interactions older than the retention period with their ratings, in
+batches of MEDGO_FEEDBACK_PURGE_BATCH_ROWS (progress on stderr); it leaves the loop's
+export copies on the model volume to `medgo-train purge`, which runs both (the daily
+CronJob; docs/operations.md, "Retention").
 
 `canary-gate` exits 0 when the candidate may go to 100 % (non-inferior, or overridden
 with a recorded reason), 1 otherwise, so a rollout script can stop on it.
@@ -20,11 +26,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import exc as sa_exc
 
-from medgo_feedback import store
+from medgo_feedback import retention, store
 from medgo_feedback.canary_gate import evaluate_gate, record_override
 from medgo_feedback.db import (
     build_engine,
@@ -62,7 +68,10 @@ def make_parser() -> argparse.ArgumentParser:
     export.add_argument("--min-raters", type=int, default=1, help="raters needed (default 1)")
     export.add_argument("-o", "--output", help="write here instead of standard output")
     purge = commands.add_parser("purge", help="delete old interactions with their ratings")
-    purge.add_argument("--older-than-days", type=int, required=True)
+    purge.add_argument("--older-than-days", type=int,
+                       help="instead of MEDGO_FEEDBACK_RETENTION_DAYS (an ops decision)")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="print what would be deleted, delete nothing")
     gate = commands.add_parser(
         "canary-gate", help="canary vs stable acceptance by clinicians, and the rollout rule"
     )
@@ -113,18 +122,35 @@ def _export(args: argparse.Namespace, settings: FeedbackSettings) -> int:
 
 
 def _purge(args: argparse.Namespace, settings: FeedbackSettings) -> int:
-    if args.older_than_days < 1:
+    if args.older_than_days is not None and args.older_than_days < 1:
         raise SystemExit("medgo-feedback-admin: --older-than-days must be at least 1")
-    cutoff = datetime.now(UTC) - timedelta(days=args.older_than_days)
     engine = build_engine(settings)
+    factory = build_sessionmaker(engine)
     try:
-        with build_sessionmaker(engine).begin() as session:
-            counts = store.purge_older_than(session=session, cutoff=cutoff)
+        if args.dry_run:
+            with factory() as session:
+                plan = retention.report(session=session, settings=settings,
+                                        retention_days=args.older_than_days)
+            print(f"dry run: would purge {plan.due.interactions} interactions and "
+                  f"{plan.due.ratings} ratings created before {plan.cutoff.isoformat()}")
+            return 0
+        total = store.PurgeCounts(interactions=0, ratings=0)
+        while True:
+            result = retention.purge_due(factory=factory, settings=settings,
+                                         retention_days=args.older_than_days)
+            total = store.PurgeCounts(
+                interactions=total.interactions + result.purged.interactions,
+                ratings=total.ratings + result.purged.ratings,
+            )
+            print(f"purged {total.interactions} interactions so far, "
+                  f"{result.due.interactions} due", file=sys.stderr)
+            if not result.purged.interactions or not result.due.interactions:
+                break
     finally:
         engine.dispose()
     print(
-        f"purged {counts.interactions} interactions and {counts.ratings} ratings "
-        f"created before {cutoff.isoformat()}"
+        f"purged {total.interactions} interactions and {total.ratings} ratings "
+        f"created before {result.cutoff.isoformat()}"
     )
     return 0
 

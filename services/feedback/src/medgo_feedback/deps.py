@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from medgo_feedback.metrics import FeedbackMetrics
+from medgo_feedback.retention import OldestRecord
 from medgo_feedback.settings import FeedbackSettings
 
 
@@ -42,6 +43,10 @@ async def get_sessionmaker(request: Request) -> sessionmaker[Session]:
 
 async def get_metrics(request: Request) -> FeedbackMetrics:
     return request.app.state.metrics
+
+
+async def get_oldest_record(request: Request) -> OldestRecord:
+    return request.app.state.oldest_record
 
 
 def get_session(
@@ -62,6 +67,7 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SessionmakerDep = Annotated[sessionmaker[Session], Depends(get_sessionmaker)]
 MetricsDep = Annotated[FeedbackMetrics, Depends(get_metrics)]
+OldestRecordDep = Annotated[OldestRecord, Depends(get_oldest_record)]
 
-__all__ = ["CallerDep", "EngineDep", "MetricsDep", "SessionDep", "SessionmakerDep",
-           "SettingsDep", "scoped"]
+__all__ = ["CallerDep", "EngineDep", "MetricsDep", "OldestRecordDep", "SessionDep",
+           "SessionmakerDep", "SettingsDep", "scoped"]

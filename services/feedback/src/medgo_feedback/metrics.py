@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from medgo_feedback.retention import OldestRecord
+from medgo_feedback.settings import FeedbackSettings
+
+_DAY_S = 86400
+
 
 class FeedbackMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, settings: FeedbackSettings, oldest: OldestRecord
+    ) -> None:
         self.interactions = Counter(
             "medgo_feedback_interactions_total",
             "interaction records received, by result (inserted, duplicate)",
@@ -56,4 +63,23 @@ class FeedbackMetrics:
             "medgo_feedback_gate_passed",
             "1 when the canary may go to 100 % (non-inferior or overridden), else 0",
             ["stable", "candidate"], registry=registry,
+        )
+        # Retention (retention.py): the age is computed at scrape time from the cached
+        # oldest creation time; the periods let an alert compare without repeating them.
+        self.oldest_record_age = Gauge(
+            "medgo_feedback_oldest_record_age_seconds",
+            "age of the oldest interaction kept (0 when none); the daily purge keeps it "
+            "below the retention period",
+            registry=registry,
+        )
+        self.oldest_record_age.set_function(oldest.age_seconds)
+        self.retention_period = Gauge(
+            "medgo_feedback_retention_period_seconds",
+            "configured retention, by data (records: interactions and ratings; "
+            "export_copies: the loop's exports on the model volume)",
+            ["data"], registry=registry,
+        )
+        self.retention_period.labels(data="records").set(settings.retention_days * _DAY_S)
+        self.retention_period.labels(data="export_copies").set(
+            settings.export_copy_retention_days * _DAY_S
         )

@@ -13,7 +13,7 @@ from typing import Annotated
 from medgo_common.paths import default_var_dir
 from medgo_common.service_auth import parse_service_tokens, scopes_validator
 from medgo_common.startup import ServerSettings
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from medgo_feedback.scopes import DEFAULT_SCOPES, KNOWN_SCOPES
@@ -79,6 +79,29 @@ class FeedbackSettings(ServerSettings):
         0.95, gt=0.5, lt=1.0, description="two-sided confidence of the gate's intervals"
     )
 
+    # -- retention (retention.py; docs/feedback.md, "Retention")
+    retention_days: int = Field(
+        365, ge=1,
+        description="interactions and their ratings are purged this many days after the "
+        "interaction (`medgo-train purge`, the daily CronJob `retention`)",
+    )
+    export_copy_retention_days: int = Field(
+        30, ge=7,
+        description="exports the training loop copied onto the model volume "
+        "(checkpoints/<id>/dpo.jsonl) are removed this many days after they were "
+        "written; at least 7 (a running loop keeps its export), at most retention_days",
+    )
+    purge_batch_rows: int = Field(
+        1000, ge=1, le=10_000,
+        description="interactions one purge transaction deletes (short locks: ingest "
+        "goes on while a large backlog is purged)",
+    )
+    retention_refresh_s: float = Field(
+        60.0, gt=0,
+        description="how often the service re-reads its oldest interaction for the "
+        "gauge medgo_feedback_oldest_record_age_seconds",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, value: str) -> str:
@@ -90,6 +113,16 @@ class FeedbackSettings(ServerSettings):
 
     _parse_tokens = field_validator("service_tokens", mode="before")(parse_service_tokens)
     _known_scopes = field_validator("service_scopes")(scopes_validator(KNOWN_SCOPES))
+
+    @model_validator(mode="after")
+    def _copies_never_outlive_records(self) -> FeedbackSettings:
+        """A copy of a conversation may not be kept longer than the conversation."""
+        if self.export_copy_retention_days > self.retention_days:
+            raise ValueError(
+                f"export_copy_retention_days ({self.export_copy_retention_days}) must not "
+                f"exceed retention_days ({self.retention_days})"
+            )
+        return self
 
     @property
     def is_sqlite(self) -> bool:

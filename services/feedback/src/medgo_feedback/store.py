@@ -27,7 +27,16 @@ from enum import StrEnum
 from typing import Any
 
 from medgo_common.schemas.feedback import InteractionRecord, RatingIn
-from sqlalchemy import Connection, RowMapping, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    Connection,
+    RowMapping,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
@@ -206,18 +215,46 @@ def upsert_rating(
     return stored, RatingOutcome.updated if existed else RatingOutcome.created
 
 
-def purge_older_than(*, session: Session, cutoff: datetime) -> PurgeCounts:
+def purge_older_than(
+    *, session: Session, cutoff: datetime, limit: int | None = None
+) -> PurgeCounts:
     """Delete interactions created before `cutoff` together with their ratings.
 
-    Ratings are deleted explicitly rather than by the foreign key's cascade, so the
-    counts are exact and the purge does not depend on SQLite's foreign-key pragma.
+    With `limit`, only that many of the oldest go, so a large first purge runs as many
+    short transactions (SQLite's one writer lock is held briefly and ingest keeps
+    going) and reports progress; run it until `count_older_than` is zero. Ratings are
+    deleted explicitly rather than by the foreign key's cascade, so the counts are exact
+    and the purge does not depend on SQLite's foreign-key pragma.
     """
-    old = select(Interaction.id).where(Interaction.created_at < cutoff)
-    old_ratings = select(Rating.id).where(Rating.interaction_id.in_(old))
+    old = (
+        select(Interaction.id)
+        .where(Interaction.created_at < cutoff)
+        .order_by(Interaction.created_at, Interaction.id)
+        .limit(limit)
+    )
+    ids = list(session.scalars(old))
+    if not ids:
+        return PurgeCounts(interactions=0, ratings=0)
+    old_ratings = select(Rating.id).where(Rating.interaction_id.in_(ids))
     session.execute(delete(RatingKey).where(RatingKey.rating_id.in_(old_ratings)))
-    ratings = session.execute(delete(Rating).where(Rating.interaction_id.in_(old)))
-    interactions = session.execute(delete(Interaction).where(Interaction.created_at < cutoff))
+    ratings = session.execute(delete(Rating).where(Rating.interaction_id.in_(ids)))
+    interactions = session.execute(delete(Interaction).where(Interaction.id.in_(ids)))
     return PurgeCounts(interactions=interactions.rowcount, ratings=ratings.rowcount)
+
+
+def count_older_than(*, session: Session, cutoff: datetime) -> PurgeCounts:
+    """What `purge_older_than(cutoff=...)` would delete, without deleting it."""
+    old = select(Interaction.id).where(Interaction.created_at < cutoff)
+    interactions = session.scalar(select(func.count()).select_from(old.subquery()))
+    ratings = session.scalar(
+        select(func.count()).select_from(Rating).where(Rating.interaction_id.in_(old))
+    )
+    return PurgeCounts(interactions=interactions or 0, ratings=ratings or 0)
+
+
+def oldest_interaction_at(*, session: Session) -> datetime | None:
+    """Creation time of the oldest interaction kept (an index read: `created_at`)."""
+    return session.scalar(select(func.min(Interaction.created_at)))
 
 
 def start_export_audit(

@@ -1,7 +1,8 @@
 """Least privilege between services: each route needs one scope, with the defaults.
 
 The defaults are the production ones (`scopes.DEFAULT_SCOPES`): the gateway only adds
-records, the trainer only reads exports and statistics, ops may do everything. A caller
+records, the trainer only reads exports and statistics (and runs the retention purge,
+which deletes only what is due), ops may do everything. A caller
 without the scope gets 403 in the error envelope naming the scope, and nothing changes.
 """
 
@@ -80,6 +81,8 @@ def test_gateway_writes_records_and_ratings(
     ("GET", "/v1/stats/canary-gate", "stats:read"),
     ("GET", "/v1/interactions/00000000-0000-4000-8000-000000000000", "interactions:read"),
     ("POST", "/v1/stats/canary-gate/overrides", "gate:override"),
+    ("GET", "/v1/retention", "retention:run"),
+    ("POST", "/v1/retention/purge", "retention:run"),
 ])
 def test_gateway_token_cannot_read_or_override(
     client_of, session, method, path, scope
@@ -93,7 +96,10 @@ def test_gateway_token_cannot_read_or_override(
 
 
 def test_trainer_reads_exports_and_stats(client_of, session) -> None:
+    """... and runs the retention purge it schedules (medgo-train purge)."""
     headers = as_caller("trainer")
+    assert client_of.get("/v1/retention", headers=headers).status_code == 200
+    assert client_of.post("/v1/retention/purge", headers=headers).status_code == 200
     assert client_of.get("/v1/exports/dpo", headers=headers).status_code == 200
     assert client_of.get("/v1/stats", headers=headers).status_code == 200
     assert client_of.get("/v1/stats/canary-gate", params=GATE, headers=headers).status_code == 200

@@ -87,3 +87,28 @@ class InteractionBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     records: list[InteractionRecord] = Field(min_length=1)
+
+
+class RecordCounts(BaseModel):
+    """Interactions and the ratings that go with them (a purge removes both together)."""
+
+    interactions: int = Field(ge=0)
+    ratings: int = Field(ge=0)
+
+
+class RetentionReport(BaseModel):
+    """The feedback store's retention policy and where it stands (`/v1/retention`).
+
+    The store owns the policy for every copy of its data: `export_copy_cutoff` is what
+    the trainer's purge (`medgo-train purge`) applies to the exports the loop left on
+    the model volume, so one setting decides how long a copy of a conversation lives.
+    """
+
+    retention_days: int = Field(description="interactions and their ratings are kept this long")
+    export_copy_retention_days: int = Field(description="export copies are kept this long")
+    cutoff: AwareDatetime = Field(description="interactions created before this are due")
+    export_copy_cutoff: AwareDatetime = Field(description="copies written before this are due")
+    oldest_kept: AwareDatetime | None = Field(
+        description="creation time of the oldest interaction still stored (None: none)")
+    purged: RecordCounts = Field(description="deleted by this call (0 for a look)")
+    due: RecordCounts = Field(description="still past the period after this call")

@@ -30,6 +30,11 @@ EPILOG = """examples:
       --model X=/var/lib/medgo/models/checkpoints/X/run/serving/eval-report.json
 """
 
+PURGE_EPILOG = """examples:
+  medgo-train purge --dry-run     # what the retention periods make due, deletes nothing
+  medgo-train purge               # the daily CronJob `retention` runs exactly this
+"""
+
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register `medgo-train loop` and its `loop evaluate` step."""
@@ -84,6 +89,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     _add_eval_flags(evaluate)
     evaluate.set_defaults(handler=_evaluate)
 
+    from medgo_trainer.training.loop import retention
+
+    purge = subparsers.add_parser(
+        "purge", help="retention: the feedback store and the loop's export copies",
+        description=retention.__doc__, epilog=PURGE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    purge.add_argument("--dry-run", action="store_true",
+                       help="print what is past its retention period, delete nothing")
+    purge.set_defaults(handler=_purge)
+
 
 def _add_eval_flags(p: argparse.ArgumentParser) -> None:
     """What is evaluated: the same flags for the loop and its evaluation step."""
@@ -117,6 +132,12 @@ def _evaluate(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, 
                        seed=args.seed, progress=not args.no_progress)
     evaluate_models(settings, opts, args.endpoint, reports)
     return {"reports": {m: str(r) for m, r in reports.items()}}
+
+
+def _purge(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, Any]:
+    from medgo_trainer.training.loop.retention import purge
+
+    return purge(settings, dry_run=args.dry_run)
 
 
 def _run(args: argparse.Namespace, settings: TrainerSettings) -> dict[str, Any]:

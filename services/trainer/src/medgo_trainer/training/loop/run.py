@@ -15,6 +15,7 @@ from medgo_trainer.evaluation.gate import GateDecision
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.training.loop.evaluation import evaluate_pair
 from medgo_trainer.training.loop.options import LoopError, LoopOptions, serve_env
+from medgo_trainer.training.loop.retention import EXPORT_COPY, checkpoints_dir
 from medgo_trainer.training.promotion import EVAL_REPORT, register_run, report_gate
 from medgo_trainer.training.recipe import Recipe
 from medgo_trainer.training.registry import Checkpoint, GateFailedError, Registry
@@ -94,7 +95,7 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
     check_evaluation(settings, opts)  # a typo in --tasks must not cost a training run
     registry = Registry.from_settings(settings)
     with tempfile.TemporaryDirectory(prefix="medgo-export-") as staging:
-        export = Path(staging) / "dpo.jsonl"
+        export = Path(staging) / EXPORT_COPY
         pairs = fetch_dpo_export(settings, opts, export)
         if pairs < opts.min_pairs:
             why = (f"only {pairs} DPO pairs in the export, fewer than --min-pairs "
@@ -112,9 +113,10 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
         if any(c.id == checkpoint_id for c in registry.checkpoints()):
             raise LoopError(f"checkpoint {checkpoint_id!r} is already registered: no new "
                             "ratings since it was trained (or pass another --id)")
-        work = settings.model_dir / "checkpoints" / checkpoint_id
+        work = checkpoints_dir(settings) / checkpoint_id
         work.mkdir(parents=True, exist_ok=True)  # a run that died unregistered is redone
-        export = Path(shutil.move(export, work / "dpo.jsonl"))
+        # Removed after the feedback store's export-copy period (`medgo-train purge`).
+        export = Path(shutil.move(export, work / EXPORT_COPY))
     recipe = dpo_recipe(opts, baseline, export, reference)
     _step(3, "training %s with recipe %s into %s", checkpoint_id, opts.recipe, work / "run")
     metrics = compute.train(recipe, checkpoint_id, work / "run")
