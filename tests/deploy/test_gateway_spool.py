@@ -17,9 +17,10 @@ that needs of the manifests:
   `gateway-metrics` and every NetworkPolicy written for `app: gateway`.
 
 That a process on the same spool file delivers what a killed one left, and that SIGTERM
-drains before exit, is proven with real processes in services/gateway/tests
-(test_recorder.py::test_spool_survives_a_gateway_crash,
-test_spool.py::test_a_terminated_gateway_hands_its_spool_to_feedback).
+drains before exit, is proven with real processes in services/gateway/tests:
+test_recorder.py::test_spool_survives_a_gateway_crash (records of real chats),
+test_spool.py::test_a_killed_gateways_spool_is_delivered_by_the_next_process (a
+queued rating) and test_spool.py::test_a_terminated_gateway_hands_its_spool_to_feedback.
 """
 
 from __future__ import annotations
