@@ -205,7 +205,7 @@ def test_prod_edge_is_https_only_without_metrics_or_docs(rendered: dict) -> None
     objects = rendered["prod-a100"]
     config = find(objects, "ConfigMap", "gateway-config")["data"]
     assert config["MEDGO_GATEWAY_API_DOCS"] == "false"
-    pod = find(objects, "Deployment", "gateway")["spec"]["template"]["spec"]
+    pod = find(objects, "StatefulSet", "gateway")["spec"]["template"]["spec"]
     container = pod["containers"][0]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports["metrics"] == int(config["MEDGO_GATEWAY_METRICS_PORT"])

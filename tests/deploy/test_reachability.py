@@ -234,7 +234,7 @@ def test_a_range_covering_the_pod_network_opens_the_gateway_to_every_pod(
         "ipBlock"]["cidr"] = "10.0.0.0/8"
     found = "\n".join(violations(netpol, objects))
     assert ("the gateway's API port is for the hospital range only: other/stranger → "
-            "Deployment/gateway:api: other/stranger is not isolated for egress; ingress rule "
+            "StatefulSet/gateway:api: other/stranger is not isolated for egress; ingress rule "
             "0 of NetworkPolicy/allow-hospital-to-gateway") in found
 
 
@@ -262,7 +262,7 @@ def test_an_open_egress_or_a_wide_scrape_is_caught(
     assert ("no pod reaches the internet: Deployment/trainer → 8.8.8.8:443: egress rule 1 "
             "of NetworkPolicy/allow-trainer-egress") in found
     assert ("Prometheus reaches metrics ports only: monitoring/prometheus → "
-            "Deployment/gateway:8000") in found
+            "StatefulSet/gateway:8000") in found
     assert "reach feedback" not in found
 
 

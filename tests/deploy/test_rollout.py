@@ -2,13 +2,14 @@
 
 - a Deployment with a startupProbe has a progressDeadlineSeconds above the probe's
   budget (model load), so `kubectl rollout status` waits for a loading pod;
-- a Deployment an HPA scales has no `replicas:` (the HPA alone owns them, or every
+- an HPA targets a rendered workload of its kind (the gateway is a StatefulSet), and
+  a workload an HPA scales has no `replicas:` (the HPA alone owns them, or every
   `kubectl apply -k` would reset them);
 - serving PriorityClasses outrank training ones; every pod names one;
 - pods asking for GPUs run under runtimeClassName `nvidia` (the GPU operator's runtime);
 - vLLM Deployments roll one pod at a time with nothing unavailable;
 and in production: serving runs at least two replicas with a PodDisruptionBudget that
-selects exactly that Deployment's pods (the inference budget not spanning the canary),
+selects exactly that workload's pods (the inference budget not spanning the canary),
 and every image is pinned by digest, the trainer's job images included.
 
 `rollout_violations` is a plain function, so the last tests prove it names the object.
@@ -22,6 +23,7 @@ import re
 import pytest
 
 SERVING = {"gateway", "inference", "inference-canary", "feedback"}
+SERVING_KINDS = ("Deployment", "StatefulSet")  # the gateway: a spool claim per replica
 HA_SERVING = {"gateway", "inference", "feedback"}  # the canary is one pod by design
 DIGEST = re.compile(r"[a-z0-9.\-/]+@sha256:[0-9a-f]{64}")
 
@@ -47,13 +49,19 @@ def rollout_violations(objects: list[dict], *, production: bool) -> list[str]:
     by_kind: dict[str, list[dict]] = {}
     for obj in objects:
         by_kind.setdefault(obj["kind"], []).append(obj)
-    deployments = by_kind.get("Deployment", [])
-    hpas = {h["spec"]["scaleTargetRef"]["name"]: h
-            for h in by_kind.get("HorizontalPodAutoscaler", [])}
+    deployments = [o for kind in SERVING_KINDS for o in by_kind.get(kind, [])]
+    hpas: dict[str, dict] = {}
+    for h in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = h["spec"]["scaleTargetRef"]
+        if not any(d["kind"] == ref["kind"] and d["metadata"]["name"] == ref["name"]
+                   for d in deployments):
+            out.append(f"HorizontalPodAutoscaler/{h['metadata']['name']}: scales "
+                       f"{ref['kind']}/{ref['name']}, which is not rendered")
+        hpas[ref["name"]] = h
     priorities = {p["metadata"]["name"]: p["value"] for p in by_kind.get("PriorityClass", [])}
     pdbs = by_kind.get("PodDisruptionBudget", [])
     for d in deployments:
-        name, spec = f"Deployment/{d['metadata']['name']}", d["spec"]
+        name, spec = f"{d['kind']}/{d['metadata']['name']}", d["spec"]
         pod = _pod(d)
         for c in pod["spec"]["containers"]:
             probe = c.get("startupProbe")
@@ -67,7 +75,7 @@ def rollout_violations(objects: list[dict], *, production: bool) -> list[str]:
         if d["metadata"]["name"] in hpas and "replicas" in spec:
             out.append(f"{name}: sets replicas although HorizontalPodAutoscaler/"
                        f"{d['metadata']['name']} owns them")
-        if pod["metadata"]["labels"].get("app") == "inference":
+        if d["kind"] == "Deployment" and pod["metadata"]["labels"].get("app") == "inference":
             strategy = spec.get("strategy", {})
             if strategy.get("rollingUpdate") != {"maxSurge": 1, "maxUnavailable": 0}:
                 out.append(f"{name}: a base-model rollout needs RollingUpdate maxSurge 1, "
@@ -81,12 +89,13 @@ def rollout_violations(objects: list[dict], *, production: bool) -> list[str]:
         if not covering:
             out.append(f"{name}: no PodDisruptionBudget selects its pods")
         for p in covering:
-            others = [o["metadata"]["name"] for o in deployments if o is not d
+            others = [f"{o['kind']}/{o['metadata']['name']}" for o in deployments
+                      if o is not d
                       and _matches(p["spec"]["selector"], _pod(o)["metadata"]["labels"])]
             if others:
                 out.append(f"PodDisruptionBudget/{p['metadata']['name']}: spans {name} and "
-                           f"Deployment/{', '.join(others)}")
-    for obj in (o for kind in ("Deployment", "CronJob") for o in by_kind.get(kind, [])):
+                           f"{', '.join(others)}")
+    for obj in (o for kind in (*SERVING_KINDS, "CronJob") for o in by_kind.get(kind, [])):
         name, pod = f"{obj['kind']}/{obj['metadata']['name']}", _pod(obj)["spec"]
         priority = pod.get("priorityClassName")
         if priority not in priorities:
@@ -143,7 +152,9 @@ def test_each_broken_rule_names_the_object(rendered: dict) -> None:
     del inference["spec"]["progressDeadlineSeconds"]
     inference["spec"]["strategy"]["rollingUpdate"] = {"maxSurge": 0, "maxUnavailable": 1}
     del inference["spec"]["template"]["spec"]["runtimeClassName"]
-    _find(objects, "Deployment", "gateway")["spec"]["replicas"] = 3
+    _find(objects, "StatefulSet", "gateway")["spec"]["replicas"] = 3
+    _find(objects, "HorizontalPodAutoscaler", "gateway")["spec"]["scaleTargetRef"][
+        "kind"] = "Deployment"  # as it was before the gateway kept its spool on a claim
     trainer = _find(objects, "Deployment", "trainer")
     trainer["spec"]["template"]["spec"]["containers"][0]["image"] = "medgo/trainer:1.0.0"
     found = "\n".join(rollout_violations(objects, production=True))
@@ -155,7 +166,8 @@ def test_each_broken_rule_names_the_object(rendered: dict) -> None:
         "Deployment/inference: a base-model rollout needs RollingUpdate maxSurge 1, "
         "maxUnavailable 0",
         "Deployment/inference: GPU pods need runtimeClassName nvidia",
-        "Deployment/gateway: sets replicas although HorizontalPodAutoscaler/gateway owns them",
+        "StatefulSet/gateway: sets replicas although HorizontalPodAutoscaler/gateway owns them",
+        "HorizontalPodAutoscaler/gateway: scales Deployment/gateway, which is not rendered",
         "PodDisruptionBudget/inference: spans Deployment/inference and "
         "Deployment/inference-canary",
         "Deployment/trainer/trainer: image medgo/trainer:1.0.0 is not pinned by digest",

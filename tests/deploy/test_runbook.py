@@ -41,6 +41,7 @@ UNCHECKED = {
 }
 KINDS = {
     "Deployment": ("deploy", "deployment", "deployments"),
+    "StatefulSet": ("sts", "statefulset", "statefulsets"),
     "Service": ("svc", "service", "services"),
     "ConfigMap": ("cm", "configmap", "configmaps"),
     "Secret": ("secret", "secrets"),
@@ -141,7 +142,8 @@ class Manifests:
         self.objects = objects
         self.names = {(o["kind"], o["metadata"]["name"]) for o in objects}
         self.namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
-        self.workloads = [o for o in objects if o["kind"] in {"Deployment", "CronJob"}]
+        self.workloads = [o for o in objects
+                          if o["kind"] in {"Deployment", "StatefulSet", "CronJob"}]
         self.secret_keys: dict[str, set[str]] = {}
         for pod in map(self.pod_spec, self.workloads):
             for c in [*pod.get("initContainers", []), *pod["containers"]]:

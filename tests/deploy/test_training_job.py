@@ -229,7 +229,7 @@ def test_the_jobs_pods_are_what_the_network_policies_expect(
                    spec["template"]["metadata"]["labels"])
         for role, spec in job["spec"]["pytorchReplicaSpecs"].items())
     (evaluation,) = netpol.pods_of([eval_job])
-    gateway = next(p for p in netpol.pods_of(objects) if p.name == "Deployment/gateway")
+    gateway = next(p for p in netpol.pods_of(objects) if p.name == "StatefulSet/gateway")
     network = next(o for o in objects if o["kind"] == "ConfigMap"
                    and o["metadata"]["name"] == "cluster-network")["data"]
     cluster = netpol.Cluster(netpol.network_policies(objects),

@@ -126,11 +126,10 @@ def test_infiniband_switches_nccl_and_lets_kueue_count_the_device(
         "template"]["spec"]["containers"][0]
     assert container["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
     config = _one(prod_infiniband, "ConfigMap", "trainer-config")["data"]
-    devices = yaml.safe_load(config["MEDGO_TRAINER_K8S_NODE_RESOURCES"])
     (group,) = _one(prod_infiniband, "ClusterQueue")["spec"]["resourceGroups"]
-    assert set(devices) <= set(group["coveredResources"])
-    assert "MEDGO_TRAINER_K8S_NODE_RESOURCES" not in _one(prod, "ConfigMap",
-                                                           "trainer-config")["data"]
+    assert config["MEDGO_TRAINER_K8S_RDMA_RESOURCE"] in group["coveredResources"]
+    assert "MEDGO_TRAINER_K8S_RDMA_RESOURCE" not in _one(prod, "ConfigMap",
+                                                          "trainer-config")["data"]
 
 
 def _settings_from(config: dict[str, str]):
@@ -224,6 +223,88 @@ def test_the_pytorchjob_fallback_validates_against_its_crd(prod: list[dict],
     for _, container in _pods(job):
         assert container["envFrom"] == [{"configMapRef": {"name": "training-nccl",
                                                           "optional": True}}]
+
+
+def _training_containers(objects: list[dict], job: dict) -> list[dict]:
+    """The training container of each kind of pod `job` creates, as the node runs it: a
+    TrainJob's is the runtime's `node` container with the job's image and resources."""
+    if job["kind"] == "PyTorchJob":
+        return [container for _, container in _pods(job)]
+    runtime = _one(objects, "TrainingRuntime", job["spec"]["runtimeRef"]["name"])
+    (replicated,) = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+    (node,) = replicated["template"]["spec"]["template"]["spec"]["containers"]
+    return [{**node, **container} for _, container in _pods(job)]
+
+
+def _added_capabilities(container: dict) -> list[str]:
+    return container.get("securityContext", {}).get("capabilities", {}).get("add", [])
+
+
+@pytest.mark.parametrize("variant", ["prod", "prod_infiniband"])
+@pytest.mark.parametrize("job_api", ["trainjob", "pytorchjob"])
+def test_rdma_pods_get_the_device_nccl_over_ib_and_ipc_lock(request, variant: str,
+                                                           job_api: str) -> None:
+    """With the infiniband component every training pod of either job API requests the
+    RDMA device, reads NCCL settings with InfiniBand on, and adds IPC_LOCK to an
+    otherwise empty capability set; without it, none of the three."""
+    objects = request.getfixturevalue(variant)
+    rdma = _one(objects, "ConfigMap", "trainer-config")["data"].get(
+        "MEDGO_TRAINER_K8S_RDMA_RESOURCE")
+    assert (rdma is not None) == (variant == "prod_infiniband")
+    *_, job = _jobs(objects, job_api)
+    nccl = _one(objects, "ConfigMap", "training-nccl")["data"]
+    for container in _training_containers(objects, job):
+        requests = container["resources"]["requests"]
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        if rdma:
+            assert requests[rdma] == container["resources"]["limits"][rdma] == "1"
+            assert _added_capabilities(container) == ["IPC_LOCK"]
+        else:
+            assert not [r for r in requests if r.startswith("rdma/")]
+            assert _added_capabilities(container) == []
+        sources = {s["configMapRef"]["name"] for s in container["envFrom"]}
+        assert sources == {"training-nccl"}
+    assert nccl["NCCL_IB_DISABLE"] == ("0" if rdma else "1")
+
+
+@pytest.mark.parametrize("variant", ["prod", "prod_infiniband"])
+def test_no_other_pod_gets_a_capability(request, variant: str) -> None:
+    """IPC_LOCK only where RDMA needs it: no serving pod, CronJob or the loop's
+    evaluation Job adds any capability; the runtime's node container adds IPC_LOCK only
+    with InfiniBand."""
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.executors.k8s_loop import build_eval_job
+
+    objects = request.getfixturevalue(variant)
+    settings = _settings_from(_one(objects, "ConfigMap", "trainer-config")["data"])
+    evaluation = build_eval_job(
+        "medgo-72b-dpo-1a2b3c4d-eval", k8s.cluster_spec(settings),
+        inference_image=settings.k8s_inference_image, serving={}, command=["true"],
+        model_dir=settings.model_dir, data_dir=settings.data_dir, serve_timeout_s=1800,
+        timeout_s=14400)
+    added = {}
+    for obj in [*objects, evaluation]:
+        spec = obj.get("spec", {})
+        if obj["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if obj["kind"] == "TrainingRuntime":
+            spec = spec["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+        pod = spec.get("template", {}).get("spec", {})
+        for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+            if _added_capabilities(c):
+                added[f"{obj['kind']}/{obj['metadata']['name']}/{c['name']}"] = (
+                    _added_capabilities(c))
+    want = ({"TrainingRuntime/medgo-torch-deepspeed/node": ["IPC_LOCK"]}
+            if variant == "prod_infiniband" else {})
+    assert added == want
+
+
+def test_an_rdma_device_named_twice_is_refused() -> None:
+    """Bad input: the device as a node resource too would be requested twice over."""
+    from medgo_trainer.training.executors import k8s
+
+    with pytest.raises(ValueError, match="rdma/ib is both the RDMA resource and a node "):
+        k8s.ClusterSpec(image="i", rdma_resource="rdma/ib", node_resources={"rdma/ib": "1"})
 
 
 _UNITS = {"": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "m": 1e-3}

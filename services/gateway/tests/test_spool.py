@@ -219,3 +219,30 @@ def test_a_terminated_gateway_hands_its_spool_to_feedback(feedback, gateway_proc
     stored = feedback.get(f"/v1/interactions/{record['id']}").json()
     assert [x["verdict"] for x in stored["ratings"]] == ["unacceptable"]
     assert _rows(gateway_spool(gateway)) == []
+
+
+def test_a_killed_gateways_spool_is_delivered_by_the_next_process(feedback, gateway_process,
+                                                                  keys):
+    """A pod killed outright (SIGKILL: OOM, node loss, a grace period run out) while
+    feedback is down: the next process on the same spool file - in Kubernetes the
+    StatefulSet's next pod on the same claim - delivers the rating it acknowledged."""
+    gateway = gateway_process(feedback_url=feedback.url)
+    gateway.start()
+    record = _record() | {"user_id": keys.clinician_id}
+    rating = {"interaction_id": record["id"], "verdict": "acceptable"}
+    r = httpx.post(gateway.url + "/v1/feedback", json=rating, headers=keys.auth("clinician"),
+                   timeout=30)
+    assert (r.status_code, r.json()["status"]) == (202, "queued")  # feedback is down
+    gateway.kill()  # nothing runs on the way out
+    assert [kind for kind, _ in _rows(gateway_spool(gateway))] == ["rating"]
+
+    feedback.start()
+    r = httpx.post(feedback.url + "/v1/interactions", json=record, timeout=10,
+                   headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"})
+    assert r.status_code == 201, r.text
+    gateway.start()  # same MEDGO_GATEWAY_SPOOL_PATH
+    wait_until(lambda: feedback.get(f"/v1/interactions/{record['id']}").json()["ratings"],
+               60, "the rating left by the killed process to be delivered")
+    stored = feedback.get(f"/v1/interactions/{record['id']}").json()
+    assert [x["verdict"] for x in stored["ratings"]] == ["acceptable"]
+    wait_until(lambda: _rows(gateway_spool(gateway)) == [], 30, "the spool to be emptied")

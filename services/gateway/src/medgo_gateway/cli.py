@@ -22,6 +22,10 @@ from pydantic import ValidationError
 
 from medgo_gateway.policy.auth import KeysFileError, Role, add_key, load_keys_file
 
+#: Longest wait for requests in progress after SIGTERM, before the spool drain
+#: (`drain_timeout_s`) starts; deploy/k8s sizes the pods' grace period from both.
+GRACEFUL_SHUTDOWN_S = 10
+
 
 def _fail(message: str) -> int:
     print(f"medgo-gateway: {message}", file=sys.stderr)
@@ -61,7 +65,7 @@ def _serve() -> int:
         return _fail(str(exc))
     configure_logging("gateway", settings.log_level)
     config = uvicorn.Config(
-        app, log_config=None, timeout_graceful_shutdown=10,
+        app, log_config=None, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         ssl_certfile=settings.tls_certfile, ssl_keyfile=settings.tls_keyfile,
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -17,6 +17,9 @@ from pydantic_settings import NoDecode, SettingsConfigDict
 
 from medgo_trainer.api.scopes import DEFAULT_SCOPES, KNOWN_SCOPES
 
+#: A Kubernetes extended resource name, `<domain>/<name>` (a device plugin's resource).
+_EXTENDED_RESOURCE = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
 
 class TrainerSettings(LocalModeSettings):
     """Where the trainer reads data and writes models, and how it reaches its peers."""
@@ -79,8 +82,15 @@ class TrainerSettings(LocalModeSettings):
     )
     k8s_node_resources: dict[str, str] = Field(
         default_factory=dict,
-        description='More resources per training node, as JSON, e.g. {"rdma/ib": "1"} '
-                    "(components/infiniband).",
+        description='More resources per training node, as JSON, e.g. {"example.com/fpga": '
+                    '"1"}; an RDMA device goes in K8S_RDMA_RESOURCE instead.',
+    )
+    k8s_rdma_resource: str | None = Field(
+        default=None, pattern=_EXTENDED_RESOURCE,
+        description="RDMA device resource each training node requests, e.g. "
+                    "rdma/rdma_shared_device_a (components/infiniband); a PyTorchJob's pods "
+                    "then also add IPC_LOCK, which RDMA needs to pin memory (a TrainJob's "
+                    "come from the runtime, which the same component patches). Unset = TCP.",
     )
     # Checkpoint registry (training/registry.py).
     registry_url: str | None = Field(

@@ -49,6 +49,9 @@ def test_72b_pytorchjob_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_7
     assert container["name"] == "pytorch"
     assert container["envFrom"] == [{"configMapRef": {"name": "training-nccl",
                                                       "optional": True}}]
+    # TCP sockets: no RDMA device, no capability at all
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert set(container["resources"]["limits"]) == {"memory", "nvidia.com/gpu"}
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
@@ -67,8 +70,7 @@ def test_72b_pytorchjob_renders_8_nodes_of_8_a100s_with_pvcs_and_deepspeed(dpo_7
 
 
 def test_72b_trainjob_runs_on_the_runtime_with_8_nodes_of_8_a100s(dpo_72b):
-    cluster = k8s.ClusterSpec(image="registry.local/medgo/trainer:1.0",
-                              node_resources={"rdma/ib": "1"})
+    cluster = k8s.ClusterSpec(image="registry.local/medgo/trainer:1.0", rdma_resource="rdma/ib")
     configmap, job = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-week-48",
                                    cluster=cluster, overrides=["data.train=[/data/dpo.jsonl]"])
 
@@ -109,10 +111,35 @@ def test_cluster_spec_refuses_what_the_job_api_cannot_do():
     with pytest.raises(ValueError, match=r"Volcano .* PyTorchJobs"):
         k8s.ClusterSpec(image="i", scheduler_name="volcano")
     settings = TrainerSettings(k8s_job_api="pytorchjob", k8s_image="reg/t:1",
-                               k8s_node_resources={"rdma/ib": "1"})
+                               k8s_node_resources={"example.com/fpga": "1"},
+                               k8s_rdma_resource="rdma/ib")
     cluster = k8s.cluster_spec(settings, nodes=2)
-    assert (cluster.job_api, cluster.image, cluster.nodes, cluster.node_resources) == (
-        "pytorchjob", "reg/t:1", 2, {"rdma/ib": "1"})
+    assert (cluster.job_api, cluster.image, cluster.nodes, cluster.node_resources,
+            cluster.rdma_resource) == ("pytorchjob", "reg/t:1", 2, {"example.com/fpga": "1"},
+                                       "rdma/ib")
+
+
+def test_an_rdma_pytorchjob_adds_the_device_and_ipc_lock_only(dpo_72b):
+    """InfiniBand on a PyTorchJob: every replica requests the RDMA device and keeps
+    IPC_LOCK (RDMA pins memory), every other capability still dropped."""
+    cluster = k8s.ClusterSpec(image="i", job_api="pytorchjob",
+                              rdma_resource="rdma/rdma_shared_device_a")
+    _, job = k8s.build_job(dpo_72b, recipe_name="medgo-72b-dpo", name="dpo-week-48",
+                           cluster=cluster)
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        (container,) = replica["template"]["spec"]["containers"]
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
+        for kind in ("requests", "limits"):
+            assert container["resources"][kind]["rdma/rdma_shared_device_a"] == "1"
+        assert container["envFrom"][0]["configMapRef"]["name"] == "training-nccl"
+
+
+def test_a_malformed_rdma_resource_is_refused():
+    """Bad input: a resource name the API server would reject fails at settings time."""
+    with pytest.raises(ValueError, match="k8s_rdma_resource"):
+        TrainerSettings(k8s_rdma_resource="rdma shared device")
 
 
 def test_build_job_refuses_bad_names(dpo_72b):

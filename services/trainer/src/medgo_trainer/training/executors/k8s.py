@@ -9,7 +9,9 @@ still on it). Either runs the same stage command as the local executor under
 `torchrun` on every node: the controller injects `PET_NNODES`, `PET_NODE_RANK`,
 `PET_MASTER_ADDR`/`PET_MASTER_PORT`, which torchrun reads, and each node runs one rank
 per GPU. NCCL settings come from the ConfigMap `training-nccl` (deploy/k8s, with an
-InfiniBand knob). The recipe's DeepSpeed JSON is
+InfiniBand knob); with InfiniBand (`rdma_resource`) each node also requests an RDMA
+device and its container keeps `IPC_LOCK` (RDMA pins memory) while dropping every
+other capability. The recipe's DeepSpeed JSON is
 shipped in a ConfigMap and mounted read-only; data and checkpoints live on PVCs, so an
 evicted or restarted pod resumes from its last `checkpoint-N`
 (`trl.resume_from_checkpoint=auto`).
@@ -116,14 +118,20 @@ class ClusterSpec:
     #: run under the GPU operator's runtime class; None leaves either unset.
     priority_class: str | None = "medgo-training"
     runtime_class: str | None = "nvidia"
-    #: More per-node resources, e.g. an RDMA device (the infiniband component).
+    #: More per-node resources (an RDMA device goes in `rdma_resource`).
     node_resources: dict[str, str] = field(default_factory=dict)
+    #: The RDMA device each node requests, one per pod (the infiniband component);
+    #: None = NCCL over TCP sockets, and the container keeps no capability at all.
+    rdma_resource: str | None = None
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.gpus_per_node < 1:
             raise ValueError("nodes and gpus_per_node must be at least 1")
         if self.job_api not in JOB_APIS:
             raise ValueError(f"job_api {self.job_api!r} is not one of {', '.join(JOB_APIS)}")
+        if self.rdma_resource and self.rdma_resource in self.node_resources:
+            raise ValueError(f"{self.rdma_resource} is both the RDMA resource and a node "
+                             "resource; name it once, as the RDMA resource")
         if self.scheduler_name == "volcano" and self.job_api != "pytorchjob":
             raise ValueError("Volcano gang scheduling is set up for PyTorchJobs; TrainJobs "
                              "are admitted whole by Kueue (queue)")
@@ -133,7 +141,8 @@ def cluster_spec(settings: TrainerSettings, **overrides: Any) -> ClusterSpec:
     """The cluster the trainer's settings describe (`MEDGO_TRAINER_K8S_*`)."""
     values = {"image": settings.k8s_image, "namespace": settings.k8s_namespace,
               "job_api": settings.k8s_job_api, "runtime": settings.k8s_runtime,
-              "node_resources": dict(settings.k8s_node_resources)}
+              "node_resources": dict(settings.k8s_node_resources),
+              "rdma_resource": settings.k8s_rdma_resource}
     return ClusterSpec(**(values | overrides))
 
 
@@ -156,8 +165,16 @@ def scheduling(cluster: ClusterSpec) -> dict[str, Any]:
 def _resources(cluster: ClusterSpec) -> dict[str, Any]:
     """One node's resources: all its GPUs (and any extra device), CPU, memory."""
     devices = {"nvidia.com/gpu": cluster.gpus_per_node, **cluster.node_resources}
+    if cluster.rdma_resource:
+        devices[cluster.rdma_resource] = "1"  # a shared device: one grant serves every HCA
     return {"requests": {"cpu": cluster.cpu, "memory": cluster.memory, **devices},
             "limits": {"memory": cluster.memory, **devices}}
+
+
+def capabilities(cluster: ClusterSpec) -> dict[str, list[str]]:
+    """A training container's capabilities: none, but IPC_LOCK where RDMA is used
+    (verbs register, that is pin, NCCL's buffers: without it memlock limits fail them)."""
+    return {"drop": ["ALL"], **({"add": ["IPC_LOCK"]} if cluster.rdma_resource else {})}
 
 
 def _storage(cluster: ClusterSpec,
@@ -197,7 +214,7 @@ def _pod_template(name: str, role: str, command: list[str], cluster: ClusterSpec
             "resources": _resources(cluster),
             "volumeMounts": mounts,
             "securityContext": {"allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}},
+                                "capabilities": capabilities(cluster)},
         }],
         "volumes": volumes,
     }
