@@ -27,6 +27,7 @@ from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.ratelimit import Quotas
+from medgo_gateway.policy.revocation import SessionRevocations
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.policy.shared_store import SharedStore
@@ -108,7 +109,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 queue_timeout_s=settings.queue_timeout_s,
                 on_reject=metrics.reject,
             )
-            quotas = _quotas(settings, metrics)
+            store = _shared_store(settings, metrics)
+            quotas = Quotas(
+                store, metrics, requests_per_minute=settings.requests_per_minute,
+                tokens_per_minute=settings.tokens_per_minute,
+                max_in_flight_per_key=settings.max_in_flight_per_key,
+            )
             app.state.gateway = GatewayState(
                 settings=settings,
                 metrics=metrics,
@@ -119,6 +125,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     else None,
                     settings.session_ttl_s,
                 ),
+                revocations=SessionRevocations(store, metrics, settings.session_ttl_s),
                 quotas=quotas,
                 admission=admission,
                 safety=SafetyPolicy(),
@@ -169,14 +176,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     return app
 
 
-def _quotas(settings: GatewaySettings, metrics: GatewayMetrics) -> Quotas:
-    store = SharedStore(
+def _shared_store(settings: GatewaySettings, metrics: GatewayMetrics) -> SharedStore:
+    """Redis (or memory) for the quotas and the session revocations alike."""
+    return SharedStore(
         redis_url=settings.redis_url, metrics=metrics, timeout_s=settings.redis_timeout_s,
         retry_s=settings.redis_retry_s, fail_closed=settings.quota_fail_closed,
         slot_ttl_s=settings.in_flight_slot_ttl_s,
-    )
-    return Quotas(
-        store, metrics, requests_per_minute=settings.requests_per_minute,
-        tokens_per_minute=settings.tokens_per_minute,
-        max_in_flight_per_key=settings.max_in_flight_per_key,
     )

@@ -4,6 +4,8 @@
 // /v1/feedback), exactly as any API client would. Conversations live in this tab's
 // sessionStorage: they may hold patient details, so nothing outlives the tab or a
 // sign-out, and nothing is kept on the ward terminal's disk beyond the browser session.
+// Signing out also ends the session on the gateway (DELETE /v1/sessions), so a copy of
+// the token is refused by every replica from then on.
 
 import { renderMarkdown } from "./markdown.js";
 
@@ -130,6 +132,17 @@ function startSession(session) {
   const left = Date.parse(session.expires_at) - Date.now();
   state.expiryTimer = setTimeout(() => endSession("会话已过期，请重新登录。"), Math.max(left, 0));
   showApp();
+}
+
+async function signOut() {
+  const token = state.session?.token;
+  endSession(null); // the tab forgets everything first, whatever the network does
+  if (!token) return;
+  try {
+    await fetch("/v1/sessions", { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    // Unreachable gateway: the token is gone from the tab and expires on its own.
+  }
 }
 
 function endSession(message) {
@@ -453,7 +466,7 @@ function toggleSidebar(open) {
 function init() {
   $("signin-form").addEventListener("submit", signIn);
   $("banner-close").addEventListener("click", hideBanner);
-  $("signout").addEventListener("click", () => endSession(null));
+  $("signout").addEventListener("click", signOut);
   $("new-chat").addEventListener("click", () => {
     newConversation();
     toggleSidebar(false);
