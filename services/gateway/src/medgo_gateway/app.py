@@ -22,7 +22,7 @@ from medgo_common.tracing import configure_tracing, tracer_for
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
-from medgo_gateway.edge import StrictTransportSecurity, metrics_server
+from medgo_gateway.edge import DenyFraming, StrictTransportSecurity, metrics_server
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
@@ -171,6 +171,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                        on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(DenyFraming)
     if settings.tls_certfile is not None:
         app.add_middleware(StrictTransportSecurity)
     return app

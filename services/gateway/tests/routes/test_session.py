@@ -180,12 +180,19 @@ def test_page_is_served_without_a_key_with_a_strict_csp(make_settings, serve):
 
 def test_every_ui_route_carries_the_csp_and_a_non_ascii_token_is_401(make_settings, serve):
     """Issue 18: `/ui/index.html` served the page without the CSP; a non-ASCII session
-    token raised inside hmac (500)."""
+    token raised inside hmac (500); no other answer said it may not be framed."""
     with serve(make_settings()) as url:
-        for path in ("/", "/ui/index.html", "/ui/app.js", "/ui/app.css"):
-            headers = httpx.get(url + path, timeout=TIMEOUT_S).headers
-            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
-            assert headers["x-content-type-options"] == "nosniff", path
+        for path in ("/", "/ui/index.html", "/ui/app.js", "/ui/markdown.js", "/ui/app.css"):
+            for method in ("GET", "HEAD") if path != "/" else ("GET",):
+                headers = httpx.request(method, url + path, timeout=TIMEOUT_S).headers
+                csp = headers["content-security-policy"]
+                assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
+                assert headers["x-content-type-options"] == "nosniff", path
+        # Nothing else the gateway serves can be framed either: /docs (Swagger UI,
+        # from a CDN, so no script policy), an error page, the API.
+        for path in ("/docs", "/ui/", "/ui/nope.html", "/v1/models"):
+            r = httpx.get(url + path, timeout=TIMEOUT_S)
+            assert r.headers["content-security-policy"] == "frame-ancestors 'none'", path
         r = httpx.get(
             url + "/v1/feedback/reasons",
             headers={"Authorization": "Bearer ms-u_0.1.\u00e9".encode("latin-1")},
