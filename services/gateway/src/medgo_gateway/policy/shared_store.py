@@ -62,6 +62,7 @@ redis.call('EXPIRE', KEYS[1], math.ceil(ttl))
 return 1
 """
 
+
 class Slots(Protocol):
     """Requests in flight per key, bounded by a cap."""
 
