@@ -147,17 +147,20 @@ class SessionRevocations:
                            MAX_PENDING)
 
     async def _flush(self, backend: Backend) -> None:
-        """Write what was kept during an outage; an entry leaves only once written."""
+        """Write what was kept during an outage; an entry leaves only once written (two
+        requests may flush at once: writing an entry twice is harmless)."""
         if not (self._pending_sessions or self._pending_keys):
             return
         now = time.time()
         for session_id, expires_at in list(self._pending_sessions.items()):
             if expires_at > now:
                 await backend.revocations.end_session(session_id, math.ceil(expires_at - now))
-            del self._pending_sessions[session_id]
+            if self._pending_sessions.get(session_id) == expires_at:
+                del self._pending_sessions[session_id]
         for key_id, before_ms in list(self._pending_keys.items()):
             left_s = before_ms / 1000 + self._ttl_s + 1 - now
             if left_s > 0:
                 await backend.revocations.end_key(key_id, before_ms, math.ceil(left_s))
-            del self._pending_keys[key_id]
+            if self._pending_keys.get(key_id) == before_ms:  # not moved on meanwhile
+                del self._pending_keys[key_id]
         logger.info("revocations kept during the Redis outage are now shared")
