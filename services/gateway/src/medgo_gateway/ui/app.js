@@ -66,6 +66,9 @@ async function reportFailure(response) {
   if (response.status === 429) {
     const wait = response.headers.get("Retry-After");
     showBanner(`请求过于频繁，已达到使用配额${wait ? `，请在 ${wait} 秒后重试` : "，请稍后重试"}。`, "rate-limited");
+  } else if (error.code === "session_store_unavailable") {
+    // The gateway cannot check sessions (its shared store is down): keep this one.
+    showBanner("登录服务暂时不可用，请稍后重试。", "unavailable");
   } else if (response.status === 503 || response.status === 502) {
     showBanner("模型暂时不可用（服务繁忙或正在更新），请稍后重试。", "unavailable");
   } else if (response.status === 504) {
@@ -117,7 +120,9 @@ async function signIn(event) {
   if (!response.ok) {
     const error = await errorOf(response);
     $("signin-error").textContent =
-      response.status === 401 ? "密钥无效，请核对后重试。" : `登录失败：${error.message || response.status}`;
+      response.status === 401 ? "密钥无效，请核对后重试。"
+      : response.status === 503 ? "登录服务暂时不可用，请稍后重试。"
+      : `登录失败：${error.message || response.status}`;
     return;
   }
   $("signin-key").value = "";
