@@ -4,7 +4,8 @@ Against the real stack on medgo-tiny: sign in with a clinician key, ask, watch t
 answer stream in, rate it unacceptable with a correction, find the rating in the
 feedback store and the pair in the DPO export, then change the rating. A second test
 runs the page against a gateway whose model is down, for the banners (model
-unavailable, rate limit, expired session) and the tablet layout.
+unavailable, rate limit, expired session), the tablet layout and sign-out (the token
+is refused by the gateway afterwards).
 
 Screenshots are kept as test artifacts in `$MEDGO_TEST_ARTIFACTS/chat-page`
 (default `var/test-artifacts/chat-page`), one per step, for a reviewer to look at.
@@ -19,6 +20,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from medgo_common.phi import redact
 from playwright.sync_api import expect, sync_playwright
@@ -271,3 +273,21 @@ def test_banners_tablet_layout_and_expired_session(page, stack_factory, tmp_path
         # Nothing of the ended session stays in the tab.
         assert page.evaluate("sessionStorage.length") == 0
         shot(page, "13-banner-expired")
+
+        # Signing out ends the session on the gateway, not only in the tab: a copy of
+        # the token taken before is refused from then on (issue 18).
+        page.set_viewport_size({"width": 1024, "height": 768})  # the sidebar is shown
+        sign_in(page, stack.gateway, stack.key)
+        token = page.evaluate("JSON.parse(sessionStorage.getItem('medgo.session')).token")
+        reasons = stack.gateway + "/v1/feedback/reasons"
+        copy = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(reasons, headers=copy, timeout=30).status_code == 200
+        with page.expect_response(lambda r: r.url.endswith("/v1/sessions")
+                                  and r.request.method == "DELETE") as signed_out:
+            page.get_by_role("button", name="退出登录").click()
+        assert signed_out.value.status == 204
+        page.locator("#signin").wait_for(state="visible")
+        assert page.evaluate("sessionStorage.length") == 0
+        refused = httpx.get(reasons, headers=copy, timeout=30)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "session_revoked")
+        shot(page, "14-signed-out")

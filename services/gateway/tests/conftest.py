@@ -4,6 +4,9 @@
 - `FeedbackProcess`: the real feedback service (`medgo-feedback`) on a temporary SQLite
   database, started and stopped at will (the spool tests take it down and back up).
 - `keys`: a keys file with one key per role, created through the real `add_key`.
+- `redis_server`: a throwaway Debian `redis-server` (no persistence, a free port),
+  stoppable and restartable in place; tests using it skip when the binary is missing
+  (`apt-get install redis-server`; scripts/test.sh installs it when run as root).
 - Inference is the real vLLM of the root conftest's `vllm_server` fixture.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,6 +91,70 @@ def _defaults(tmp_path: Path, keys: Keys) -> dict:
         "replay_interval_s": 0.2,
         "default_max_tokens": 8,
     }
+
+
+def metric_value(url: str, name: str) -> float:
+    """One unlabelled sample of the gateway's `/metrics`."""
+    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not exported")
+
+
+class RedisServer:
+    """A throwaway `redis-server` on a free port, stoppable and restartable in place."""
+
+    def __init__(self, binary: str, tmp_path: Path) -> None:
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.dir = tmp_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, 20, "redis-server to start")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """A restart after this starts empty (no persistence), like Redis in production."""
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: unreachable (commands time out) but keeping its data, as a partition."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server not installed (Debian package redis-server)")
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.resume()  # a stopped process ignores SIGTERM until continued
+        server.stop()
 
 
 @pytest.fixture

@@ -3,21 +3,14 @@
 The app runs in-process (schemathesis drives its lifespan) in front of the real vLLM;
 the feedback service is down, so valid ratings are spooled (202). Each operation is
 called with a key whose role may use it, so generated bodies reach the handlers
-instead of stopping at 403. Bounded examples keep the run well under a minute.
+instead of stopping at 403 (`medgo_testing.schema_fuzz`, shared with the feedback and
+trainer runs). Bounded examples keep the run well under a minute.
 """
 
 from __future__ import annotations
 
-import schemathesis
-from hypothesis import HealthCheck, given, settings
 from medgo_gateway.app import create_app
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
-
-EXAMPLES_PER_OPERATION = 25
-# The schema cannot express the settings' bounds or the model name, so a schema-valid
-# body may rightly be refused, and vLLM accepts extras the schema does not list: those
-# two checks are not ours to pass. Every other check runs (5xx, status codes, shapes).
-EXCLUDED = [positive_data_acceptance, negative_data_rejection]
+from medgo_testing.schema_fuzz import assert_schema_holds
 
 
 def _role_for(path: str) -> str:
@@ -26,27 +19,10 @@ def _role_for(path: str) -> str:
     return "clinician" if path == "/v1/feedback" else "api_client"
 
 
-def _property(operation, headers: dict[str, str]):
-    @given(case=operation.as_strategy())
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION,
-        deadline=None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
-    def run(case) -> None:
-        case.call_and_validate(headers=headers, excluded_checks=EXCLUDED)
-
-    return run
-
-
 def test_no_server_errors(make_settings, vllm_server, keys):
     settings_ = make_settings(inference_url=vllm_server, max_tokens=16, default_max_tokens=4)
-    app = create_app(settings_)
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
-    paths = {op.path for op in operations}
-    assert {"/v1/chat/completions", "/v1/models", "/v1/feedback", "/admin/routing"} <= paths
-
-    for operation in operations:
-        _property(operation, keys.auth(_role_for(operation.path)))()
+    exercised = assert_schema_holds(
+        create_app(settings_), lambda method, path: keys.auth(_role_for(path)))
+    assert {("POST", "/v1/chat/completions"), ("GET", "/v1/models"), ("POST", "/v1/feedback"),
+            ("GET", "/admin/routing"), ("DELETE", "/v1/sessions"),
+            ("DELETE", "/admin/keys/{key_id}/sessions")} <= exercised

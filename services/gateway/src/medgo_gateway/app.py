@@ -22,11 +22,12 @@ from medgo_common.tracing import configure_tracing, tracer_for
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
-from medgo_gateway.edge import StrictTransportSecurity, metrics_server
+from medgo_gateway.edge import DenyFraming, StrictTransportSecurity, metrics_server
 from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.ratelimit import Quotas
+from medgo_gateway.policy.revocation import SessionRevocations
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.policy.shared_store import SharedStore
@@ -108,7 +109,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 queue_timeout_s=settings.queue_timeout_s,
                 on_reject=metrics.reject,
             )
-            quotas = _quotas(settings, metrics)
+            store = _shared_store(settings, metrics)
+            quotas = Quotas(
+                store, metrics, requests_per_minute=settings.requests_per_minute,
+                tokens_per_minute=settings.tokens_per_minute,
+                max_in_flight_per_key=settings.max_in_flight_per_key,
+            )
             app.state.gateway = GatewayState(
                 settings=settings,
                 metrics=metrics,
@@ -119,6 +125,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                     else None,
                     settings.session_ttl_s,
                 ),
+                revocations=SessionRevocations(store, metrics, settings.session_ttl_s),
                 quotas=quotas,
                 admission=admission,
                 safety=SafetyPolicy(),
@@ -164,19 +171,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                        on_reject=metrics.reject)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(DenyFraming)
     if settings.tls_certfile is not None:
         app.add_middleware(StrictTransportSecurity)
     return app
 
 
-def _quotas(settings: GatewaySettings, metrics: GatewayMetrics) -> Quotas:
-    store = SharedStore(
+def _shared_store(settings: GatewaySettings, metrics: GatewayMetrics) -> SharedStore:
+    """Redis (or memory) for the quotas and the session revocations alike."""
+    return SharedStore(
         redis_url=settings.redis_url, metrics=metrics, timeout_s=settings.redis_timeout_s,
         retry_s=settings.redis_retry_s, fail_closed=settings.quota_fail_closed,
         slot_ttl_s=settings.in_flight_slot_ttl_s,
-    )
-    return Quotas(
-        store, metrics, requests_per_minute=settings.requests_per_minute,
-        tokens_per_minute=settings.tokens_per_minute,
-        max_in_flight_per_key=settings.max_in_flight_per_key,
     )

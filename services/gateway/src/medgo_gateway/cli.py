@@ -5,6 +5,8 @@ Examples:
     medgo-gateway keys add --file var/gateway/api_keys.json --name dr-demo --role clinician \\
         --department cardiology         # prints the new key once; only its hash is stored
     medgo-gateway keys list --file var/gateway/api_keys.json
+    medgo-gateway keys remove --file var/gateway/api_keys.json dr-demo   # name or user id;
+                                        # running gateways end its sessions on every replica
 
 A bad start-up condition (port in use, unusable keys file or spool, a weak secret
 outside local mode) is reported as one line on stderr with the fix, and a non-zero
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from medgo_gateway.policy.auth import KeysFileError, Role, add_key, load_keys_file
+from medgo_gateway.policy.auth import KeysFileError, Role, add_key, load_keys_file, remove_key
 
 #: Longest wait for requests in progress after SIGTERM, before the spool drain
 #: (`drain_timeout_s`) starts; deploy/k8s sizes the pods' grace period from both.
@@ -96,6 +98,16 @@ def _keys_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_remove(args: argparse.Namespace) -> int:
+    try:
+        entry = remove_key(args.file, args.key)
+    except KeysFileError as exc:
+        return _fail(str(exc))
+    print(f"removed {entry.id}\t{entry.name}; gateways reading {args.file} end its sessions "
+          "when they notice the change", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="medgo-gateway", description=__doc__,
@@ -115,11 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--tpm", type=int, help="tokens per minute (default: settings)")
     lst = keys.add_parser("list", help="list keys (ids, names, roles; never the keys)")
     lst.add_argument("--file", type=Path, required=True)
+    rm = keys.add_parser("remove", help="delete a key; its sessions end on every replica")
+    rm.add_argument("--file", type=Path, required=True)
+    rm.add_argument("key", help="the key's name or user id (u_...)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "keys":
-        return _keys_add(args) if args.keys_command == "add" else _keys_list(args)
+        commands = {"add": _keys_add, "list": _keys_list, "remove": _keys_remove}
+        return commands[args.keys_command](args)
     return _serve()

@@ -3,6 +3,9 @@
 - `StrictTransportSecurity`: over HTTPS every answer tells browsers to use HTTPS only
   (HSTS), so a chat page once opened over TLS is never fetched in clear on the ward
   network again. A pure ASGI middleware: it touches headers only, streams stay streams.
+- `DenyFraming`: every answer without a Content-Security-Policy of its own (the chat
+  page's is in `routes/ui.py`) gets `frame-ancestors 'none'`, so no page of the
+  gateway — /docs, an error page — can be framed by another site (clickjacking).
 - `metrics_server`: /metrics on a plain-HTTP port of its own (prometheus_client's
   threaded exporter over the app's registry), so the API port, which a load balancer
   publishes, does not serve it; the NetworkPolicy opens that port to Prometheus only.
@@ -36,6 +39,26 @@ class StrictTransportSecurity:
             await send(message)
 
         await self.app(scope, receive, send_with_hsts)
+
+
+class DenyFraming:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_denying_frames(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if all(name.lower() != b"content-security-policy" for name, _ in headers):
+                    headers.append((b"content-security-policy", b"frame-ancestors 'none'"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_denying_frames)
 
 
 @contextmanager

@@ -105,7 +105,13 @@ class GatewayMetrics:
         )
         self.quota_store_errors = Counter(
             "medgo_gateway_quota_store_errors_total",
-            "Redis (quota store) failures; quotas fall back to per replica", registry=registry,
+            "Redis (quota store) failures; quotas fall back to per replica, sessions are "
+            "refused", registry=registry,
+        )
+        self.session_revocations = Counter(
+            "medgo_gateway_session_revocations_total",
+            "sessions ended before their expiry, by reason (sign_out, key_removed, ops)",
+            ["reason"], registry=registry,
         )
 
     def reject(self, reason: str) -> None:

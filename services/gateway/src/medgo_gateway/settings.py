@@ -129,8 +129,8 @@ class GatewaySettings(ServerSettings):
 
     # -- shared state (quotas counted once across gateway replicas)
     redis_url: str = Field(
-        "", description="Redis holding quota counters, e.g. redis://redis:6379/0; "
-        "empty = this process's memory (local mode, one replica)",
+        "", description="Redis holding quota counters and session revocations, e.g. "
+        "redis://redis:6379/0; empty = this process's memory (local mode, one replica)",
     )
     redis_timeout_s: float = Field(
         0.25, gt=0, description="Redis connect and command timeout; beyond it Redis is down"

@@ -11,6 +11,7 @@ from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.ratelimit import Quotas
+from medgo_gateway.policy.revocation import SessionRevocations
 from medgo_gateway.policy.safety import SafetyPolicy
 from medgo_gateway.policy.session import SessionSigner
 from medgo_gateway.recorder import Recorder
@@ -24,6 +25,7 @@ class GatewayState:
     metrics: GatewayMetrics
     keys: KeyStore
     sessions: SessionSigner
+    revocations: SessionRevocations  # ended sessions, in the store the quotas use
     quotas: Quotas
     admission: Admission
     safety: SafetyPolicy

@@ -1,6 +1,6 @@
 """Quotas shared across gateway replicas, on a real Redis (Debian's `redis-server`).
 
-The tests start and stop their own `redis-server` (no persistence, a free port) and
+The tests start and stop their own `redis-server` (the conftest's `redis_server`) and
 skip with the reason when the binary is missing (`apt-get install redis-server`; the
 test script installs it when it runs as root). Gateways have no inference behind
 them: 503 proves a request was admitted past the quotas, 429 that a quota stopped it.
@@ -9,82 +9,20 @@ them: 503 proves a request was admitted past the quotas, 429 that a quota stoppe
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from medgo_common.errors import MedgoError
-from medgo_common.supervise import free_port
 from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.auth import Role, add_key, load_keys_file
 from medgo_gateway.policy.ratelimit import Quotas
 from medgo_gateway.policy.shared_store import SharedStore
 from prometheus_client import CollectorRegistry
 
-from ..conftest import wait_until
+from ..conftest import metric_value
 
 CHAT = "/v1/chat/completions"
 BODY = {"model": "medgo", "messages": [{"role": "user", "content": "高血压患者可以吃什么？"}]}
-REDIS = shutil.which("redis-server")
-
-pytestmark = pytest.mark.skipif(
-    REDIS is None, reason="redis-server not installed (Debian package redis-server)"
-)
-
-
-class RedisServer:
-    """A throwaway `redis-server` on a free port, stoppable and restartable in place."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.dir = tmp_path
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_until(self._answers, 20, "redis-server to start")
-
-    def _answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=20)
-            self.proc = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def _metric(url: str, name: str) -> float:
-    for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
-
 
 def test_two_gateways_share_one_keys_quota(make_settings, serve, keys, redis_server):
     key, _ = add_key(keys.file, name="rpm-3", role=Role.api_client, requests_per_minute=3)
@@ -101,7 +39,7 @@ def test_two_gateways_share_one_keys_quota(make_settings, serve, keys, redis_ser
         # The other key's quota is its own.
         other = httpx.post(b + CHAT, json=BODY, headers=keys.auth("api_client"), timeout=30)
         assert other.status_code == 503
-        assert _metric(a, "medgo_gateway_quota_store_shared") == 1.0
+        assert metric_value(a, "medgo_gateway_quota_store_shared") == 1.0
 
 
 def test_redis_down_falls_back_to_per_replica_quotas(make_settings, serve, keys, redis_server):
@@ -116,8 +54,8 @@ def test_redis_down_falls_back_to_per_replica_quotas(make_settings, serve, keys,
             codes = [httpx.post(url + CHAT, json=BODY, headers=auth, timeout=30).status_code
                      for _ in range(3)]
             assert codes == [503, 503, 429], (url, codes)
-            assert _metric(url, "medgo_gateway_quota_store_shared") == 0.0
-            assert _metric(url, "medgo_gateway_quota_store_errors_total") >= 1.0
+            assert metric_value(url, "medgo_gateway_quota_store_shared") == 0.0
+            assert metric_value(url, "medgo_gateway_quota_store_errors_total") >= 1.0
 
 
 def test_redis_down_fails_closed_when_configured(make_settings, serve, keys, redis_server):

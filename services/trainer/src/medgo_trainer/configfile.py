@@ -74,13 +74,20 @@ def apply_override(
 def resolve_packaged(
     name: str | Path, directory: Path, what: str, error: type[ConfigError] = ConfigError
 ) -> Path:
-    """A file path as given, or the packaged `<directory>/<name>.yaml` (`medgo-72b-sft`)."""
+    """A file path as given, or the packaged `<directory>/<name>.yaml` (`medgo-72b-sft`).
+
+    A name the operating system refuses outright (longer than a file name may be) is
+    the caller's mistake like any unknown name, not an internal error.
+    """
     path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
-    packaged = directory / f"{name}.yaml"
-    if not packaged.exists():
-        known = sorted(p.stem for p in directory.glob("*.yaml"))
-        raise error(f"no {what} file {name!r} and no packaged {what} of that name; "
-                          f"packaged: {', '.join(known)}")
-    return packaged
+    try:
+        if path.exists() or path.suffix in (".yaml", ".yml"):
+            return path
+        packaged = directory / f"{name}.yaml"
+        if packaged.exists():
+            return packaged
+    except OSError as exc:
+        raise error(f"no {what} file {name!r}: {exc.strerror}") from None
+    known = sorted(p.stem for p in directory.glob("*.yaml"))
+    raise error(f"no {what} file {name!r} and no packaged {what} of that name; "
+                f"packaged: {', '.join(known)}")

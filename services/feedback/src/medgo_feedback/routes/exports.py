@@ -24,7 +24,11 @@ from medgo_feedback.scopes import EXPORTS_READ
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
 
-@router.get("/{kind}", dependencies=[scoped(EXPORTS_READ)])
+@router.get(
+    "/{kind}", dependencies=[scoped(EXPORTS_READ)], response_class=StreamingResponse,
+    responses={200: {"description": "one JSON object per line (TRL's dataset format)",
+                     "content": {"application/x-ndjson": {"schema": {"type": "string"}}}}},
+)
 def get_export(
     kind: ExportKind,
     caller: CallerDep,

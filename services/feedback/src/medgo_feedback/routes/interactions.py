@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Response
 from fastapi.exceptions import RequestValidationError
-from medgo_common.errors import MedgoError
+from medgo_common.errors import ErrorResponse, MedgoError
 from medgo_common.schemas.feedback import InteractionBatch, InteractionRecord
 from pydantic import ValidationError
 
@@ -38,6 +38,8 @@ def _parse(body: dict[str, Any]) -> tuple[list[InteractionRecord], bool]:
 @router.post(
     "", response_model=IngestResult, status_code=201,
     dependencies=[scoped(INTERACTIONS_WRITE)],
+    responses={200: {"model": IngestResult, "description": "every record was already stored"},
+               409: {"model": ErrorResponse}},
 )
 def post_interactions(
     body: Annotated[dict[str, Any], Body()],
@@ -67,7 +69,7 @@ def post_interactions(
 
 @router.get(
     "/{interaction_id}", response_model=InteractionPublic,
-    dependencies=[scoped(INTERACTIONS_READ)],
+    dependencies=[scoped(INTERACTIONS_READ)], responses={404: {"model": ErrorResponse}},
 )
 def get_interaction(interaction_id: uuid.UUID, session: SessionDep) -> InteractionPublic:
     interaction = store.get_interaction(session=session, interaction_id=interaction_id)

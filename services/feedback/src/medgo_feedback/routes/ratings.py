@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
-from medgo_common.errors import MedgoError
+from medgo_common.errors import ErrorResponse, MedgoError
 from medgo_common.schemas.feedback import RatingIn
 
 from medgo_feedback import store
@@ -23,7 +23,9 @@ router = APIRouter(prefix="/v1/ratings", tags=["ratings"])
 
 
 @router.post(
-    "", response_model=RatingResult, status_code=201, dependencies=[scoped(RATINGS_WRITE)]
+    "", response_model=RatingResult, status_code=201, dependencies=[scoped(RATINGS_WRITE)],
+    responses={200: {"model": RatingResult, "description": "updated, or a replay"},
+               **{s: {"model": ErrorResponse} for s in (404, 409)}},
 )
 def post_rating(
     rating: RatingIn,

@@ -4,7 +4,9 @@ Only hashes are stored, so the keys file (a Kubernetes secret in production) nev
 holds a usable credential. Each key carries a random pseudonymous `id` that the
 gateway records as the user / rater, so neither the key nor a person's name reaches
 the feedback store. The file is re-read when its modification time changes, so
-`medgo-gateway keys add` takes effect without a restart.
+`medgo-gateway keys add` takes effect without a restart; a key that leaves the file
+(or whose hash changes under the same id) is reported once by `take_removed`, so its
+sessions can be ended on every replica (`revocation.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 KEY_PREFIX = "mg-"
+KEY_ID_PATTERN = r"u_[0-9a-f]{16}"  # a key's pseudonymous user id (unanchored)
 
 
 class Role(StrEnum):
@@ -34,7 +37,7 @@ class ApiKey(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str = Field(pattern=r"^u_[0-9a-f]{16}$", description="pseudonymous user id")
+    id: str = Field(pattern=rf"^{KEY_ID_PATTERN}$", description="pseudonymous user id")
     name: str = Field(min_length=1, max_length=128)
     role: Role
     department: str | None = Field(default=None, max_length=128)
@@ -95,6 +98,27 @@ def add_key(
         tokens_per_minute=tokens_per_minute,
     )
     keys.keys.append(entry)
+    _write_keys_file(path, keys)
+    return clear, entry
+
+
+def remove_key(path: Path, name_or_id: str) -> ApiKey:
+    """Delete the key with this name or user id (atomic replace); returns its entry.
+
+    Gateways reading the file end the key's sessions on every replica when they
+    notice (`KeyStore.take_removed`).
+    """
+    keys = load_keys_file(path)
+    gone = [k for k in keys.keys if name_or_id in (k.name, k.id)]
+    if not gone:
+        raise KeysFileError(f"no key named or with id {name_or_id!r} in {path}")
+    keys.keys = [k for k in keys.keys if k not in gone]
+    _write_keys_file(path, keys)
+    return gone[0]
+
+
+def _write_keys_file(path: Path, keys: KeysFile) -> None:
+    """Write to a 0600 temporary file, fsync, then rename: readers see old or new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -103,7 +127,6 @@ def add_key(
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
-    return clear, entry
 
 
 class KeyStore:
@@ -115,16 +138,28 @@ class KeyStore:
         self._mtime_ns = -1
         self._by_hash: dict[str, ApiKey] = {}
         self._by_id: dict[str, ApiKey] = {}
+        self._removed: set[str] = set()
         self.reload()
 
     def reload(self) -> None:
         """Load the file now; raises `KeysFileError` (the old keys stay in force)."""
         mtime = self.path.stat().st_mtime_ns if self.path.exists() else -1
         keys = load_keys_file(self.path)
+        by_id = {k.id: k for k in keys.keys}
         with self._lock:
+            self._removed |= {key_id for key_id, old in self._by_id.items()
+                              if key_id not in by_id or by_id[key_id].sha256 != old.sha256}
             self._by_hash = {k.sha256: k for k in keys.keys}
-            self._by_id = {k.id: k for k in keys.keys}
+            self._by_id = by_id
             self._mtime_ns = mtime
+
+    def take_removed(self) -> set[str]:
+        """Ids of keys removed or re-hashed since the last call (each reported once)."""
+        if not self._removed:
+            return set()
+        with self._lock:
+            removed, self._removed = self._removed, set()
+        return removed
 
     def _maybe_reload(self) -> None:
         try:

@@ -1,9 +1,11 @@
-"""Where per-key counters live: Redis, shared by every gateway replica, or process memory.
+"""Where per-key counters and ended sessions live: Redis, shared by every gateway
+replica, or process memory.
 
 Quotas must be counted once however many gateway replicas a key's requests reach
-(with 10 replicas, per-process counters would give a key 10× its quota). With
-`MEDGO_GATEWAY_REDIS_URL` set, the counters live in Redis; empty, they live in this
-process (local mode, one replica).
+(with 10 replicas, per-process counters would give a key 10× its quota), and a
+session signed out on one replica must be refused by all of them. With
+`MEDGO_GATEWAY_REDIS_URL` set, counters and revocations live in Redis; empty, they
+live in this process (local mode, one replica).
 
 Redis is not allowed to take the gateway down. When a Redis call fails, this replica
 counts in its own memory for `redis_retry_s` (per-replica quotas: each replica
@@ -11,12 +13,15 @@ enforces the full quota, so a key may get up to N× its quota during the outage)
 raises `medgo_gateway_quota_store_errors_total` and sets
 `medgo_gateway_quota_store_shared` to 0, then tries Redis again. With
 `quota_fail_closed` it answers 503 instead, for deployments where an exceeded quota
-is worse than refused traffic.
+is worse than refused traffic. Revocations never fall back to memory (`run_strict`):
+a replica that cannot read them cannot tell a signed-out session from a live one, so
+`revocation.py` refuses sessions until Redis answers again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +36,11 @@ from medgo_common.errors import MedgoError
 from redis.exceptions import RedisError
 
 from medgo_gateway.metrics import GatewayMetrics
+from medgo_gateway.policy.revocation_store import (
+    LocalRevocations,
+    RedisRevocations,
+    Revocations,
+)
 
 logger = logging.getLogger("medgo.gateway.quota")
 
@@ -106,15 +116,21 @@ class RedisSlots:
 
 @dataclass(frozen=True)
 class Backend:
-    """One place to count in: a fixed-window limiter and in-flight slots."""
+    """One place to count in: a fixed-window limiter, in-flight slots, revocations."""
 
     name: str  # "redis" or "memory"
     limiter: RateLimiter
     slots: Slots
+    revocations: Revocations
 
 
 def _memory_backend() -> Backend:
-    return Backend("memory", FixedWindowRateLimiter(MemoryStorage()), LocalSlots())
+    return Backend("memory", FixedWindowRateLimiter(MemoryStorage()), LocalSlots(),
+                   LocalRevocations())
+
+
+class StoreUnavailable(Exception):
+    """Redis is configured but does not answer (or this replica is backing off)."""
 
 
 class SharedStore:
@@ -148,7 +164,8 @@ class SharedStore:
                 key_prefix=f"{KEY_PREFIX}:quota", wrap_exceptions=True,
             )
             self._shared = Backend(
-                "redis", FixedWindowRateLimiter(storage), RedisSlots(self._client, slot_ttl_s)
+                "redis", FixedWindowRateLimiter(storage), RedisSlots(self._client, slot_ttl_s),
+                RedisRevocations(self._client, f"{KEY_PREFIX}:sessions"),
             )
         metrics.quota_store_shared.set(1 if self._shared else 0)
 
@@ -174,9 +191,32 @@ class SharedStore:
         if self._shared is not None and self._fail_closed:
             raise MedgoError(
                 503, "quotas cannot be checked right now; retry shortly",
-                code="quota_store_unavailable", headers={"Retry-After": str(int(self._retry_s))},
+                code="quota_store_unavailable", headers={"Retry-After": str(self.retry_after_s)},
             )
         return await op(self._local)
+
+    async def run_strict(self, op: Callable[[Backend], Awaitable[T]]) -> T:
+        """`op(backend)` on Redis, or on memory in local mode; never falls back.
+
+        Raises `StoreUnavailable` when Redis is configured but fails now or is in
+        back-off (so an outage costs each request no timeout, only the first ones).
+        """
+        if self._shared is None:
+            return await op(self._local)
+        if time.monotonic() >= self._retry_at:
+            try:
+                result = await op(self._shared)
+            except (RedisError, StorageError, OSError) as exc:
+                self._down(exc)
+            else:
+                self._up()
+                return result
+        raise StoreUnavailable
+
+    @property
+    def retry_after_s(self) -> int:
+        """What to put in `Retry-After` while the store is down."""
+        return max(1, math.ceil(self._retry_s))
 
     async def run_on(self, backend: Backend, op: Callable[[Backend], Awaitable[T]]) -> None:
         """`op` on a given backend (releasing a slot where it was taken); errors logged."""
@@ -193,13 +233,15 @@ class SharedStore:
         if not self._degraded:
             self._degraded = True
             mode = "refusing requests" if self._fail_closed else "counting per replica"
-            logger.warning("quota store (Redis) unavailable (%s); %s", type(exc).__name__, mode)
+            logger.warning("shared store (Redis) unavailable (%s); quotas: %s; sessions: "
+                           "refused", type(exc).__name__, mode)
 
     def _up(self) -> None:
         if self._degraded:
             self._degraded = False
             self._metrics.quota_store_shared.set(1)
-            logger.info("quota store (Redis) reachable again; quotas shared across replicas")
+            logger.info("shared store (Redis) reachable again; quotas shared across "
+                        "replicas, sessions checked")
 
     async def close(self) -> None:
         if self._client is not None:

@@ -4,6 +4,8 @@
 // /v1/feedback), exactly as any API client would. Conversations live in this tab's
 // sessionStorage: they may hold patient details, so nothing outlives the tab or a
 // sign-out, and nothing is kept on the ward terminal's disk beyond the browser session.
+// Signing out also ends the session on the gateway (DELETE /v1/sessions), so a copy of
+// the token is refused by every replica from then on.
 
 import { renderMarkdown } from "./markdown.js";
 
@@ -64,6 +66,9 @@ async function reportFailure(response) {
   if (response.status === 429) {
     const wait = response.headers.get("Retry-After");
     showBanner(`请求过于频繁，已达到使用配额${wait ? `，请在 ${wait} 秒后重试` : "，请稍后重试"}。`, "rate-limited");
+  } else if (error.code === "session_store_unavailable") {
+    // The gateway cannot check sessions (its shared store is down): keep this one.
+    showBanner("登录服务暂时不可用，请稍后重试。", "unavailable");
   } else if (response.status === 503 || response.status === 502) {
     showBanner("模型暂时不可用（服务繁忙或正在更新），请稍后重试。", "unavailable");
   } else if (response.status === 504) {
@@ -115,7 +120,9 @@ async function signIn(event) {
   if (!response.ok) {
     const error = await errorOf(response);
     $("signin-error").textContent =
-      response.status === 401 ? "密钥无效，请核对后重试。" : `登录失败：${error.message || response.status}`;
+      response.status === 401 ? "密钥无效，请核对后重试。"
+      : response.status === 503 ? "登录服务暂时不可用，请稍后重试。"
+      : `登录失败：${error.message || response.status}`;
     return;
   }
   $("signin-key").value = "";
@@ -130,6 +137,17 @@ function startSession(session) {
   const left = Date.parse(session.expires_at) - Date.now();
   state.expiryTimer = setTimeout(() => endSession("会话已过期，请重新登录。"), Math.max(left, 0));
   showApp();
+}
+
+async function signOut() {
+  const token = state.session?.token;
+  endSession(null); // the tab forgets everything first, whatever the network does
+  if (!token) return;
+  try {
+    await fetch("/v1/sessions", { method: "DELETE", keepalive: true, headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    // Unreachable gateway: the token is gone from the tab and expires on its own.
+  }
 }
 
 function endSession(message) {
@@ -453,7 +471,7 @@ function toggleSidebar(open) {
 function init() {
   $("signin-form").addEventListener("submit", signIn);
   $("banner-close").addEventListener("click", hideBanner);
-  $("signout").addEventListener("click", () => endSession(null));
+  $("signout").addEventListener("click", signOut);
   $("new-chat").addEventListener("click", () => {
     newConversation();
     toggleSidebar(false);
