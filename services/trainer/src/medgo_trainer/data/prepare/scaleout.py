@@ -21,7 +21,8 @@ engine's threshold and permutation count, so both engines have the same S-curve.
 Executors (datatrove's, chosen by name): `local` (LocalPipelineExecutor, `--workers`
 processes here), `slurm` (SlurmPipelineExecutor: one job array per stage, chained
 `afterok`; returns once submitted, the publish job writes the report) and `ray`
-(RayPipelineExecutor, for a Ray cluster such as a KubeRay RayJob). Intermediate data and
+(RayPipelineExecutor, for a Ray cluster such as a KubeRay RayJob: the stages run one after
+another from this process, each checked complete before the next). Intermediate data and
 logs live under the work directory (default OUT/.datatrove), which on a cluster must be
 shared storage. Re-running the same command after a failure resumes: datatrove skips the
 tasks its logs mark complete. After success, only the logs (and per-task stats) remain.

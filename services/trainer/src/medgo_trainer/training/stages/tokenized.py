@@ -108,7 +108,8 @@ def tokenize(dataset: Any, tokenizer: Any, args: Any, num_proc: int | None) -> A
     small); pre-training text is dropped once tokenised (the bulk of 14 B tokens).
     """
     columns = dataset.column_names
-    common = dict(num_proc=num_proc if num_proc and num_proc > 1 else None, desc="Tokenizing")
+    common = dict(num_proc=num_proc if num_proc and num_proc > 1 else None, desc="Tokenizing",
+                  load_from_cache_file=False)  # tokenise, never reuse datasets' own cache
     if "messages" in columns:
         return dataset.map(_tokenize_chat, **common, fn_kwargs={
             "tokenizer": tokenizer,
@@ -149,6 +150,8 @@ def _build(final: Path, recipe: Recipe, args: Any, tokenizer: Any,
         tokens.save_to_disk(str(partial / name))
         lengths = pc.list_value_length(tokens.data.column("input_ids"))
         summary[name] = {"rows": len(tokens), "tokens": pc.sum(lengths).as_py() or 0}
+        for stale in tokens.cache_files:  # map's output in datasets' cache: a second copy
+            Path(stale["filename"]).unlink(missing_ok=True)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     (partial / "key.json").write_text(json.dumps(fields, indent=2, ensure_ascii=False))
     (partial / COMPLETE).write_text(json.dumps(summary, indent=2))
