@@ -7,6 +7,7 @@ and the per-GPU memory of the 72B recipes.
     .venv/bin/python bench/trainer.py --only prepare --engines local datatrove --tasks 4
     .venv/bin/python bench/trainer.py --base DIR --adapter DIR --steps 20
     .venv/bin/python bench/trainer.py --only zero3          # ~15 min on 2 cores
+    .venv/bin/python bench/trainer.py --only tokenize --num-proc 1 2
 
 - *train*: SFT (packing off and on) and DPO on medgo-tiny, in the same process
   through this pipeline (`stages.sft.run` / `stages.preference.run`: recipe loading and
@@ -30,6 +31,10 @@ and the per-GPU memory of the 72B recipes.
   Trainer's `train_tokens_per_second`, so the engine's overhead is known. Each rank's
   memory at the end of training (`stages.memory`: live tensors on CPU) is printed next
   to what the 72B table's memory model predicts for medgo-tiny's parameter counts.
+- *tokenize*: tokens/s of the tokenised-data cache's step (`stages/tokenized.py`) over
+  the bundled corpus as pre-training text, per `--num-proc`, the projection for 14 B
+  tokens on one 64-core node (linear in cores at the num_proc-1 rate), and the seconds
+  TRL still spends per run on the cached ids (labels, packing).
 - *memory*: model-state memory per GPU for Qwen2-72B, computed from its config (exact
   parameter count on the meta device) for full fine-tuning and for the recipes' LoRA,
   under ZeRO-2 and ZeRO-3 on 8 and 64 GPUs, next to DeepSpeed's own estimator.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import tempfile
@@ -328,6 +334,7 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
             paths.update(adapter=str(adapter), reference=str(reference))
         else:
             paths["data.eval"] = [data[stage]]
+            paths["data.tokenized_cache"] = str(work / f"z3-tokenized-{stage}")
         out, sets = work / f"z3-{stage}", overrides(paths)
         killed = launch(stage, f"medgo-72b-{stage}", out, sets, kill_at_step=3)
         resumed = launch(stage, f"medgo-72b-{stage}", out, sets)
@@ -344,7 +351,8 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
               f"| {rss} |")
     print("\n| SFT, float32, 2 CPU ranks | tokens/s | wall s | model states per rank MiB "
           "(modelled) | peak RSS per rank MiB |\n|---|---|---|---|---|")
-    paths = {"base": str(base), "data.train": [data["sft"]], "data.eval": [data["sft"]]}
+    paths = {"base": str(base), "data.train": [data["sft"]], "data.eval": [data["sft"]],
+             "data.tokenized_cache": str(work / "z3-tokenized-sft")}
     for name, extra in (("DeepSpeed ZeRO-3", []),
                         ("plain DDP (gloo)", ["trl.deepspeed=null", "trl.use_cpu=true"])):
         sets = [*overrides(paths), "trl.bf16=false", "trl.resume_from_checkpoint=null", *extra]
@@ -358,11 +366,92 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
               f"{' / '.join(f'{m[1]:.0f}' for m in memory.values())} |")
 
 
+# --- tokenize: the cache's tokenisation step and what TRL still does per run ---------
+
+PRETRAIN_TOKENS = 14e9  # MedGo's continued pre-training corpus
+NODE_CORES = 64
+
+
+def _prepare_seconds(tokenizer_dir: Path, data: Path, cache: Path, num_proc: int) -> float:
+    """Wall time of building the pretrain trainer on a warm cache: TRL's labels and packing
+    of the cached ids (plus a 2-layer model's init), i.e. what still runs on every rank."""
+    from medgo_trainer.training.recipe import recipe_from_dict, validate
+    from medgo_trainer.training.stages.base import build_sft_trainer
+
+    recipe = recipe_from_dict({
+        "stage": "pretrain", "base": str(tokenizer_dir),
+        "model": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                  "num_attention_heads": 2, "num_key_value_heads": 1},
+        "data": {"train": [str(data)], "tokenized_cache": str(cache)},
+        "trl": {"use_cpu": True, "bf16": False, "max_length": 4096, "packing": True,
+                "packing_strategy": "wrapped", "report_to": "none", "disable_tqdm": True,
+                "dataset_num_proc": num_proc, "gradient_checkpointing": False},
+    })
+    validate(recipe)
+    started = time.perf_counter()
+    build_sft_trainer(recipe, cache.parent / f"out-{num_proc}", progress=False)
+    return time.perf_counter() - started
+
+
+def bench_tokenize(base: Path, work: Path, procs: list[int]) -> None:
+    """
+    Tokens/s of `stages/tokenized.tokenize` (TRL's pre-training rows: EOS appended, ids,
+    batched) over the bundled corpus as `text` rows, with each `num_proc`, datasets'
+    cache off so every run tokenises; then the time TRL needs per run on the cached ids.
+    The projection assumes tokens/s grow linearly with cores at the measured per-process
+    rate (num_proc 1).
+    """
+    import datasets
+    import pyarrow.compute as pc
+    from datasets import load_dataset
+    from medgo_trainer.data.corpus import dialogue_text, read_dialogues
+    from medgo_trainer.training.stages.tokenized import tokenize
+    from transformers import AutoTokenizer
+
+    data = _write(work / "tokenize-corpus.jsonl",
+                  [{"text": dialogue_text(d)} for d in read_dialogues(default_data_dir())])
+    rows = load_dataset("json", data_files=[str(data)], split="train")
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    args = argparse.Namespace(dataset_text_field="text", assistant_only_loss=False)
+    mb = data.stat().st_size / 1e6
+    print(f"tokenizer {base} ({len(tokenizer)} entries); {len(rows)} documents, {mb:.1f} MB")
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| num_proc | tokens | wall s | tokens/s | tokens/s per process | tokens per CPU-s "
+          "(num_proc 1) |\n|---|---|---|---|---|---|")
+    datasets.disable_caching()
+    rates: dict[str, float] = {}
+    for num_proc in procs:
+        started, cpu = time.perf_counter(), time.process_time()
+        out = tokenize(rows, tokenizer, args, num_proc)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        tokens = pc.sum(pc.list_value_length(out.data.column("input_ids"))).as_py()
+        rate = tokens / seconds
+        per_cpu = f"{tokens / cpu:,.0f}" if num_proc == 1 else "-"  # workers' CPU not seen
+        if num_proc == 1:
+            rates = {"wall": rate, "CPU": tokens / cpu}
+        print(f"| {num_proc} | {tokens:,} | {seconds:.1f} | {rate:,.0f} | "
+              f"{rate / num_proc:,.0f} | {per_cpu} |")
+    datasets.enable_caching()
+    for basis, per_core in rates.items():
+        hours = PRETRAIN_TOKENS / (per_core * NODE_CORES) / 3600
+        print(f"projection ({basis}): {PRETRAIN_TOKENS / 1e9:.0f} B tokens / ({per_core:,.0f} "
+              f"tokens/s per core x {NODE_CORES} cores) = {hours:.2f} h on one "
+              f"{NODE_CORES}-core node")
+    print("\n| num_proc | first run: tokenise into the cache + TRL's labels and wrapped "
+          "packing to 4,096, s | next run (cache hit), s |\n|---|---|---|")
+    for num_proc in procs:
+        cache = work / f"tokenize-cache-{num_proc}"
+        cold = _prepare_seconds(base, data, cache, num_proc)
+        print(f"| {num_proc} | {cold:.1f} | {_prepare_seconds(base, data, cache, num_proc):.1f} |")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     tiny = default_model_dir() / "medgo-tiny"
-    parser.add_argument("--only", nargs="+", choices=("train", "prepare", "memory", "zero3"),
+    parser.add_argument("--only", nargs="+",
+                        choices=("train", "prepare", "memory", "zero3", "tokenize"),
                         default=["train", "prepare", "memory"])
     parser.add_argument("--base", type=Path, default=tiny / "base")
     parser.add_argument("--adapter", type=Path, default=tiny / "adapters" / "sft")
@@ -374,6 +463,8 @@ def main() -> None:
     parser.add_argument("--engines", nargs="+", choices=("local", "datatrove"),
                         default=["local", "datatrove"], help="prepare engines to compare")
     parser.add_argument("--tasks", type=int, default=4, help="datatrove prepare tasks")
+    parser.add_argument("--num-proc", type=int, nargs="+", default=[1, 2],
+                        help="tokenize: dataset_num_proc values to measure")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-trainer-") as tmp:
         work = Path(tmp)
@@ -381,6 +472,8 @@ def main() -> None:
             bench_memory()
         if "prepare" in args.only:
             bench_prepare(work, args.planted, args.workers, args.engines, args.tasks)
+        if "tokenize" in args.only:
+            bench_tokenize(args.base.resolve(), work, args.num_proc)
         if "zero3" in args.only:
             bench_zero3(args.base.resolve(), args.adapter.resolve(), work)
         if "train" in args.only:

@@ -63,11 +63,17 @@ class DataSpec:
         max_train_samples (`int` or `None`, *optional*, defaults to `None`):
             Keep only the first N training rows (after reading in file order): for smoke
             runs and the CPU-sized medgo-tiny build.
+        tokenized_cache (`str` or `None`, *optional*, defaults to `None`):
+            pretrain and sft: a directory shared by every node where rank 0 tokenises
+            the data once, with `trl.dataset_num_proc` processes, and every rank and
+            later run with the same data, tokenizer and keys reads it
+            (`stages/tokenized.py`). `None`: TRL tokenises in each run, on every rank.
     """
 
     train: list[str] = field(default_factory=list)
     eval: list[str] = field(default_factory=list)
     max_train_samples: int | None = None
+    tokenized_cache: str | None = None
 
 
 @dataclass
@@ -228,7 +234,8 @@ def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     _check_keys("recipe", raw, {f.name for f in dataclasses.fields(Recipe)}, "Recipe")
     data = raw.get("data") or {}
     if not isinstance(data, dict):
-        raise RecipeError("data: must be a mapping with train/eval/max_train_samples")
+        raise RecipeError("data: must be a mapping with train/eval/max_train_samples/"
+                          "tokenized_cache")
     _check_keys("data", data, {f.name for f in dataclasses.fields(DataSpec)}, "DataSpec")
     for key in ("train", "eval"):
         if isinstance(data.get(key), str):
@@ -269,6 +276,11 @@ def validate(recipe: Recipe, *, check_data: bool = True) -> None:
         raise RecipeError("data.train: at least one training file is required")
     if recipe.data.max_train_samples is not None and recipe.data.max_train_samples < 1:
         raise RecipeError("data.max_train_samples: must be a positive integer")
+    if not isinstance(recipe.data.tokenized_cache, str | None):
+        raise RecipeError("data.tokenized_cache: must be a directory path")
+    if recipe.data.tokenized_cache is not None and recipe.stage not in ("pretrain", "sft"):
+        raise RecipeError(f"data.tokenized_cache: only pretrain and sft tokenise through the "
+                          f"cache, not {recipe.stage}")
     args = build_trl_config(recipe, "unused-dry-run", dry_run=True)
     try:
         _check_start(recipe)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,11 @@ from datatrove.executor import RayPipelineExecutor, SlurmPipelineExecutor
 from datatrove.pipeline.dedup import MinhashDedupSignature
 from medgo_common.paths import default_data_dir
 from medgo_trainer.cli import main
+from medgo_trainer.data.prepare.clean import CorpusFormatError
 from medgo_trainer.data.prepare.dedup import SHINGLE, DedupConfig
 from medgo_trainer.data.prepare.pipeline import PrepareConfig, PrepareReport, prepare_corpus
 from medgo_trainer.data.prepare.scaleout import (
+    ClusterOptions,
     ScaleOutConfig,
     ScaleOutError,
     build_stages,
@@ -135,3 +138,79 @@ def test_missing_ray_is_a_clear_error_before_anything_is_written(
     assert not out.exists()
 
 
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[str]:
+    """A real Ray cluster on this machine: a head and a second node, one CPU each, so the
+    stages' tasks run in worker processes of two raylets, as on a KubeRay cluster. Its
+    address; every process of it is stopped afterwards (by pid, not `ray stop`)."""
+    if importlib.util.find_spec("ray") is None:
+        pytest.skip("ray is not installed (requirements/local-cpu.lock pins it)")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes(timeout=300)  # generous: a loaded 2-core machine
+        yield cluster.address
+    finally:
+        cluster.shutdown()
+
+
+def _ray_argv(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["prepare", str(corpus), "--out", str(out), "--engine", "datatrove",
+            "--executor", "ray", "--tasks", "2", "--workers", "2", *extra]
+
+
+def test_ray_cluster_run_keeps_exactly_what_the_local_engine_keeps(
+        ray_cluster: str, corpus: Path, tmp_path: Path, shard_rows,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`medgo-train prepare --executor ray`, the command a RayJob's entrypoint runs,
+    on a two-node cluster: the local engine's shards, report and snapshot hash."""
+    import ray
+
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)  # as KubeRay sets it for the entrypoint
+    out = tmp_path / "ray"
+    # One CPU and 1 GB per task: each node runs one task at a time, so with two workers
+    # the tasks of a stage are spread over both nodes.
+    assert main(_ray_argv(corpus, out, "--cpus-per-task", "1", "--mem-per-cpu-gb", "1")) == 0
+    local = prepare_corpus([corpus], tmp_path / "local", PrepareConfig())
+    report = PrepareReport.from_dict(json.loads((out / "report.json").read_text()))
+
+    _same_figures(report, local)
+    assert report.snapshot_sha256 == local.snapshot_sha256
+    assert shard_rows(out) == shard_rows(tmp_path / "local")
+    assert [r["id"] for r in shard_rows(out)] == ["a:0", "a:6", "a:7", "b:0", "c:1"]
+    assert [p.name for p in (out / ".datatrove").iterdir()] == ["logs"]
+    # Every stage's tasks completed on the cluster; the driver disconnected after.
+    stages = sorted(p.name for p in (out / ".datatrove" / "logs").iterdir())
+    assert len(stages) == 8
+    for stage in stages:
+        done = list((out / ".datatrove" / "logs" / stage / "completions").iterdir())
+        assert done and (out / ".datatrove" / "logs" / stage / "executor.json").is_file()
+    assert not ray.is_initialized()
+
+
+def test_ray_bad_input_and_oversized_tasks_are_clear_errors(
+        ray_cluster: str, corpus: Path, tmp_path: Path, long_text: str,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A malformed file fails the clean stage on a worker: the same file:line error as
+    locally and nothing in OUT (datatrove alone would wait for the failed stage forever);
+    a task no node can hold is refused before any stage runs."""
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
+    src = tmp_path / "malformed"
+    src.mkdir()
+    (src / "ok.jsonl").write_text(json.dumps({"text": long_text}, ensure_ascii=False) + "\n")
+    (src / "zz.jsonl").write_text('{"text": "broken\n')
+    out = tmp_path / "out"
+    config = ScaleOutConfig(tasks=2, workers=2, executor="ray",
+                            cluster=ClusterOptions(cpus_per_task=1, mem_per_cpu_gb=1))
+    with pytest.raises(CorpusFormatError, match=r"zz.jsonl:1: invalid JSON line"):
+        prepare_corpus_datatrove([src], out, config)
+    assert list(out.iterdir()) == []
+
+    too_big = tmp_path / "too-big"
+    with pytest.raises(SystemExit, match=r"no node of the Ray cluster fits one task \(2 CPUs"):
+        main(_ray_argv(corpus, too_big, "--cpus-per-task", "2"))
+    assert not list((too_big / ".datatrove" / "logs").glob("*/completions/*"))

@@ -85,8 +85,9 @@ def reference(tmp_path_factory: pytest.TempPathFactory, data: dict[str, str]) ->
 
 def _paths(stage: str, data: dict[str, str], reference: Path | None) -> dict[str, Any]:
     paths: dict[str, Any] = {"base": str(TINY / "base"), "data.train": [data[stage]]}
-    if stage in ("pretrain", "sft"):
+    if stage in ("pretrain", "sft"):  # tokenised once by rank 0, beside the data
         paths["data.eval"] = [data[stage]]
+        paths["data.tokenized_cache"] = str(Path(data[stage]).parent / f"tokenized-{stage}")
     else:
         paths.update(adapter=str(TINY / "adapters" / "sft"), reference=str(reference))
     return paths

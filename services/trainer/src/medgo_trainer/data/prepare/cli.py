@@ -82,9 +82,12 @@ def _run(args: argparse.Namespace, settings: TrainerSettings) -> str:
     if isinstance(config, PrepareConfig):
         report = prepare_corpus(args.inputs, args.out, config)
     else:
-        from medgo_trainer.data.prepare.scaleout import prepare_corpus_datatrove
+        from medgo_trainer.data.prepare.scaleout import ScaleOutError, prepare_corpus_datatrove
 
-        report = prepare_corpus_datatrove(args.inputs, args.out, config)
+        try:
+            report = prepare_corpus_datatrove(args.inputs, args.out, config)
+        except ScaleOutError as exc:  # the cluster cannot run it: say why, no traceback
+            raise SystemExit(f"medgo-train prepare: {exc}") from exc
     if report is None:
         return (f"submitted {args.executor} jobs; the last one writes {args.out}/report.json "
                 f"(datatrove logs under {args.work_dir or args.out / '.datatrove'}/logs)")

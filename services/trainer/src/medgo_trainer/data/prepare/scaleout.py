@@ -21,7 +21,8 @@ engine's threshold and permutation count, so both engines have the same S-curve.
 Executors (datatrove's, chosen by name): `local` (LocalPipelineExecutor, `--workers`
 processes here), `slurm` (SlurmPipelineExecutor: one job array per stage, chained
 `afterok`; returns once submitted, the publish job writes the report) and `ray`
-(RayPipelineExecutor, for a Ray cluster such as a KubeRay RayJob). Intermediate data and
+(RayPipelineExecutor, for a Ray cluster such as a KubeRay RayJob: the stages run one after
+another from this process, each checked complete before the next). Intermediate data and
 logs live under the work directory (default OUT/.datatrove), which on a cluster must be
 shared storage. Re-running the same command after a failure resumes: datatrove skips the
 tasks its logs mark complete. After success, only the logs (and per-task stats) remain.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import time
@@ -309,6 +311,64 @@ def require_executor(name: str) -> None:
                             "Slurm login node")
 
 
+def _require_ray_room(cluster: ClusterOptions) -> None:
+    """
+    A task asks Ray for `cpus_per_task` CPUs and their memory on one node; where no node
+    has that much, Ray waits for it forever. Refuse before the first stage instead.
+    """
+    import ray
+
+    need = {"CPU": cluster.cpus_per_task, "memory": cluster.cpus_per_task
+            * cluster.mem_per_cpu_gb * 2**30}
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    if not any(all(res.get(k, 0) >= v for k, v in need.items()) for res in nodes):
+        largest = max(nodes, key=lambda res: res.get("CPU", 0), default={})
+        raise ScaleOutError(
+            f"no node of the Ray cluster fits one task ({cluster.cpus_per_task} CPUs, "
+            f"{need['memory'] / 2**30:.1f} GB; the largest node has {largest.get('CPU', 0):g} "
+            f"CPUs, {largest.get('memory', 0) / 2**30:.1f} GB): lower --cpus-per-task or "
+            "--mem-per-cpu-gb")
+
+
+def _stage_failure(stage: str, ranks: list[int], work: Path) -> Exception:
+    """
+    Why a stage's tasks did not complete, from their logs: a malformed corpus file is the
+    same `CorpusFormatError` as on the other executors (file:line), anything else names
+    the logs to read.
+    """
+    logs = [work / "logs" / stage / "logs" / f"task_{rank:05d}.log" for rank in ranks]
+    for log in logs:
+        text = log.read_text(encoding="utf-8", errors="replace") if log.is_file() else ""
+        if found := re.search(r"CorpusFormatError: (.+)", text):
+            return CorpusFormatError(found.group(1).strip())
+    return ScaleOutError(f"stage {stage}: tasks {ranks} did not complete on the Ray cluster; "
+                         f"see {', '.join(map(str, logs))}")
+
+
+def _run_on_ray(stages: list[Stage], executors: list[PipelineExecutor], work: Path,
+                cluster: ClusterOptions) -> None:
+    """
+    Run the stages one after another on the Ray cluster at RAY_ADDRESS (inside a RayJob,
+    the one it runs in), stopping at the first that did not complete. datatrove's
+    RayPipelineExecutor would, for a failed `depends=` stage, poll its completions every
+    two minutes forever; here the stage's own error is raised instead.
+    """
+    import ray  # checked by require_executor
+
+    connected = not ray.is_initialized()
+    if connected:
+        ray.init()
+    try:
+        _require_ray_room(cluster)
+        for stage, executor in zip(stages, executors, strict=True):
+            executor.run()
+            if failed := executor.get_incomplete_ranks(range(executor.world_size)):
+                raise _stage_failure(stage.name, failed, work)
+    finally:
+        if connected:
+            ray.shutdown()
+
+
 def prepare_corpus_datatrove(inputs: list[Path], out_dir: Path,
                              config: ScaleOutConfig) -> PrepareReport | None:
     """Run every stage; the report (also OUT/report.json), or None once Slurm has the jobs."""
@@ -316,13 +376,13 @@ def prepare_corpus_datatrove(inputs: list[Path], out_dir: Path,
     files = corpus_files(inputs, out_dir)
     out_dir = out_dir.resolve()  # tasks on other nodes do not share this cwd
     work = (config.work_dir or out_dir / ".datatrove").resolve()
-    executors = make_executors(build_stages(files, out_dir, work, config), work, config)
-    if config.executor == "ray":
-        import ray  # checked by require_executor; connects to RAY_ADDRESS inside a RayJob
-
-        ray.init(ignore_reinit_error=True)
+    stages = build_stages(files, out_dir, work, config)
+    executors = make_executors(stages, work, config)
     try:
-        executors[-1].run()  # runs (or submits) its `depends=` chain first
+        if config.executor == "ray":
+            _run_on_ray(stages, executors, work, config.cluster)
+        else:
+            executors[-1].run()  # runs (or submits) its `depends=` chain first
     except CorpusFormatError:
         shutil.rmtree(work, ignore_errors=True)  # bad input: nothing to resume
         raise

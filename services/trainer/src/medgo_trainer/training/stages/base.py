@@ -148,8 +148,8 @@ def build_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> Any:
 
     args, init_kwargs = trainer_args(recipe, out_dir, progress=progress)
     tokenizer = load_tokenizer(recipe)
-    train, held_out = load_splits(recipe)
     with training_template(tokenizer, enabled=getattr(args, "assistant_only_loss", False)):
+        train, held_out = _training_data(recipe, args, tokenizer)
         return SFTTrainer(
             model=load_model(recipe, tokenizer, init_kwargs),
             args=args,
@@ -158,6 +158,20 @@ def build_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> Any:
             processing_class=tokenizer,
             peft_config=build_lora_config(recipe),
         )
+
+
+def _training_data(recipe: Recipe, args: Any, tokenizer: Any) -> tuple[Any, Any | None]:
+    """
+    The rows `SFTTrainer` gets: as read, for TRL to tokenise on every rank behind its
+    barrier; or, with `data.tokenized_cache`, tokenised once by rank 0 into the shared
+    cache (`stages/tokenized.py`), where TRL sees `input_ids` and only packs.
+    """
+    if recipe.data.tokenized_cache is None:
+        return load_splits(recipe)
+    from medgo_trainer.training.stages.backend import is_main_process
+    from medgo_trainer.training.stages.tokenized import tokenized_splits
+
+    return tokenized_splits(recipe, args, tokenizer, is_main=is_main_process())
 
 
 def fit_sft_trainer(recipe: Recipe, out_dir: Path, *, progress: bool) -> RunResult:

@@ -27,12 +27,12 @@ from pathlib import Path
 #: Recipe keys a rehearsal may override; every other key is the 72B recipe's own.
 ALLOWED_OVERRIDES = frozenset({
     "base", "adapter", "reference", "data.train", "data.eval", "data.max_train_samples",
-    "trl.max_steps", "trl.max_length", "trl.save_steps", "trl.eval_steps",
-    "trl.logging_steps", "trl.learning_rate",
+    "data.tokenized_cache", "trl.max_steps", "trl.max_length", "trl.save_steps",
+    "trl.eval_steps", "trl.logging_steps", "trl.learning_rate", "trl.dataset_num_proc",
 })
 #: The sizes of a rehearsal: six optimizer steps, a checkpoint every two, a log every step.
 SIZES = {"trl.max_steps": 6, "trl.max_length": 128, "trl.save_steps": 2, "trl.eval_steps": 2,
-         "trl.logging_steps": 1, "trl.learning_rate": 5.0e-3}
+         "trl.logging_steps": 1, "trl.learning_rate": 5.0e-3, "trl.dataset_num_proc": 2}
 _LOG_LINE = re.compile(r"^\{'loss': .*\}$", re.M)
 
 
