@@ -147,13 +147,15 @@ def _process(argv: list[str], env: dict[str, str], ready_url: str, what: str,
 
 @contextlib.contextmanager
 def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
-            redact_records: bool = True, **settings: str) -> Iterator[Endpoint]:
+            redact_records: bool = True, src: Path | None = None,
+            **settings: str) -> Iterator[Endpoint]:
     """`medgo-gateway` with every policy on, recording to its spool (feedback down).
 
     `settings` override MEDGO_GATEWAY_* variables (`redact_prompts="false"`: prompt
     redaction off). `redact_records=False` runs bench/gateway_unredacted.py instead:
     the same gateway with the PHI detector replaced by the identity, the baseline of
-    issue 18's "detector on vs off" (no setting of the gateway can turn it off).
+    issue 18's "detector on vs off" (no setting of the gateway can turn it off). `src`:
+    run the gateway and medgo_common of another checkout (a before/after in one run).
     """
     keys = work / f"{name}-keys.json"
     key, _ = add_key(keys, name="bench", role=Role.api_client)
@@ -174,6 +176,10 @@ def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
         "MEDGO_GATEWAY_MAX_IN_FLIGHT": "256",
         "MEDGO_GATEWAY_MAX_QUEUE": "256",
     } | {f"MEDGO_GATEWAY_{k.upper()}": v for k, v in settings.items()}
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(src / "libs" / "medgo_common" / "src"), str(src / "services" / "gateway" / "src"),
+             env.get("PYTHONPATH", "")])
     url = f"http://127.0.0.1:{port}"
     argv = ([str(Path(sys.executable).with_name("medgo-gateway"))] if redact_records
             else [sys.executable, str(ROOT / "bench" / "gateway_unredacted.py")])
@@ -396,6 +402,9 @@ def main() -> None:
     parser.add_argument("--phi-off", action="store_true",
                         help="also the gateway with prompt redaction off, and with no PHI "
                         "detector at all (issue 18: detector on vs off)")
+    parser.add_argument("--before-src", type=Path,
+                        help="also a gateway run from this checkout's sources, e.g. "
+                        "`git archive <commit> libs/medgo_common/src services/gateway/src`")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     parser.add_argument("--profile-raw", type=Path,
                         help="keep py-spy's raw stacks here (`--profile`)")
@@ -410,8 +419,11 @@ def main() -> None:
         direct = Endpoint("direct", args.vllm_url, {}, args.adapter)
         gw = stack.enter_context(gateway(args.vllm_url, args.adapter, work))
         paths = [direct, gw, stack.enter_context(passthrough(args.vllm_url, args.adapter, work))]
+        if args.before_src:
+            paths.insert(2, stack.enter_context(gateway(
+                args.vllm_url, args.adapter, work, "gateway-before", src=args.before_src)))
         if args.phi_off:
-            paths[2:2] = [
+            paths[-1:-1] = [  # before the pass-through
                 stack.enter_context(gateway(args.vllm_url, args.adapter, work,
                                             "gateway-prompt-off", redact_prompts="false")),
                 stack.enter_context(gateway(args.vllm_url, args.adapter, work, "gateway-phi-off",
