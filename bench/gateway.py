@@ -18,6 +18,9 @@ latency and what each proxy adds to direct's, throughput relative to direct, and
 each proxy's CPU time (its process tree, user + system) per request and per
 streamed chunk — CPU, unlike latency on a shared 2-core box, does not depend on what
 else runs. `--profile` samples the gateway with py-spy at the highest concurrency.
+`--phi-off` adds the gateway with prompt redaction off and with no PHI detector at all
+(issue 18: detector on vs off); `--before-src DIR` adds a gateway run from another
+checkout's sources, so a change is measured against the old code in the same run.
 
     source scripts/env.sh
     MEDGO_INFERENCE_PORT=8001 .venv/bin/medgo-inference &      # vLLM on medgo-tiny
