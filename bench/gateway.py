@@ -18,6 +18,9 @@ latency and what each proxy adds to direct's, throughput relative to direct, and
 each proxy's CPU time (its process tree, user + system) per request and per
 streamed chunk — CPU, unlike latency on a shared 2-core box, does not depend on what
 else runs. `--profile` samples the gateway with py-spy at the highest concurrency.
+`--phi-off` adds the gateway with prompt redaction off and with no PHI detector at all
+(issue 18: detector on vs off); `--before-src DIR` adds a gateway run from another
+checkout's sources, so a change is measured against the old code in the same run.
 
     source scripts/env.sh
     MEDGO_INFERENCE_PORT=8001 .venv/bin/medgo-inference &      # vLLM on medgo-tiny
@@ -49,15 +52,17 @@ from medgo_gateway.policy.auth import Role, add_key
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_VENV = ROOT / "var" / "bench" / "litellm-venv"
+SPY_VENV = ROOT / "var" / "bench" / "pyspy-venv"  # --profile without LiteLLM
+PY_SPY = "py-spy==0.4.3"
 # LiteLLM's `proxy` extra needs `litellm-proxy-extras` (Prisma migrations, for a
 # database we do not use), which the package index here lacks: its runtime imports
-# are listed instead. py-spy is the profiler.
+# are listed instead.
 PEER_PACKAGES = [
     "litellm==1.108.14", "fastapi==0.165.0", "uvicorn==0.55.0", "uvloop==0.23.0",
     "backoff==2.2.1", "PyYAML==6.0.4", "orjson==3.13.0", "APScheduler==3.11.3",
     "gunicorn==27.0.1", "rq==3.0.0", "python-multipart==0.0.34", "cryptography==51.0.1",
     "email-validator==2.4.0", "websockets==17.4", "mcp==2.3.0", "Expression==5.8.0",
-    "fastapi-sso==0.23.0", "soundfile==0.14.0", "py-spy==0.4.3",
+    "fastapi-sso==0.23.0", "soundfile==0.14.0",
 ]
 MASTER_KEY = "sk-medgo-bench"
 PROMPTS = [
@@ -145,8 +150,16 @@ def _process(argv: list[str], env: dict[str, str], ready_url: str, what: str,
 
 @contextlib.contextmanager
 def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
+            redact_records: bool = True, src: Path | None = None,
             **settings: str) -> Iterator[Endpoint]:
-    """`medgo-gateway` with every policy on, recording to its spool (feedback down)."""
+    """`medgo-gateway` with every policy on, recording to its spool (feedback down).
+
+    `settings` override MEDGO_GATEWAY_* variables (`redact_prompts="false"`: prompt
+    redaction off). `redact_records=False` runs bench/gateway_unredacted.py instead:
+    the same gateway with the PHI detector replaced by the identity, the baseline of
+    issue 18's "detector on vs off" (no setting of the gateway can turn it off). `src`:
+    run the gateway and medgo_common of another checkout (a before/after in one run).
+    """
     keys = work / f"{name}-keys.json"
     key, _ = add_key(keys, name="bench", role=Role.api_client)
     port = _free_port()
@@ -166,9 +179,14 @@ def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
         "MEDGO_GATEWAY_MAX_IN_FLIGHT": "256",
         "MEDGO_GATEWAY_MAX_QUEUE": "256",
     } | {f"MEDGO_GATEWAY_{k.upper()}": v for k, v in settings.items()}
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(src / "libs" / "medgo_common" / "src"), str(src / "services" / "gateway" / "src"),
+             env.get("PYTHONPATH", "")])
     url = f"http://127.0.0.1:{port}"
-    exe = str(Path(sys.executable).with_name("medgo-gateway"))
-    with _process([exe], env, url + "/readyz", name, work / f"{name}.log") as pid:
+    argv = ([str(Path(sys.executable).with_name("medgo-gateway"))] if redact_records
+            else [sys.executable, str(ROOT / "bench" / "gateway_unredacted.py")])
+    with _process(argv, env, url + "/readyz", name, work / f"{name}.log") as pid:
         yield Endpoint(name, url, {"Authorization": f"Bearer {key}"}, "medgo", pid)
 
 
@@ -184,21 +202,22 @@ def passthrough(vllm_url: str, adapter: str, work: Path) -> Iterator[Endpoint]:
         yield Endpoint("passthrough", url, {}, adapter, pid)
 
 
-def ensure_peer_venv() -> Path:
-    """LiteLLM (and py-spy) in var/bench/litellm-venv, installed once with pip."""
-    python = PEER_VENV / "bin" / "python"
-    marker = PEER_VENV / "installed.txt"
-    if not marker.exists() or marker.read_text() != "\n".join(PEER_PACKAGES):
-        print(f"installing LiteLLM into {PEER_VENV} (once)...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES],
-                       check=True)
-        marker.write_text("\n".join(PEER_PACKAGES))
-    return PEER_VENV / "bin"
+def ensure_venv(venv: Path, packages: list[str]) -> Path:
+    """`packages` in their own virtualenv under var/bench/, installed once with pip;
+    returns its bin/ (the project's environment never gets them)."""
+    python = venv / "bin" / "python"
+    marker = venv / "installed.txt"
+    if not marker.exists() or marker.read_text() != "\n".join(packages):
+        print(f"installing {packages[0]} into {venv} (once)...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *packages], check=True)
+        marker.write_text("\n".join(packages))
+    return venv / "bin"
 
 
 @contextlib.contextmanager
-def litellm(vllm_url: str, adapter: str, work: Path, bin_dir: Path) -> Iterator[Endpoint]:
+def litellm(vllm_url: str, adapter: str, work: Path) -> Iterator[Endpoint]:
+    bin_dir = ensure_venv(PEER_VENV, PEER_PACKAGES)
     config = work / "litellm.yaml"
     config.write_text(json.dumps({  # JSON is YAML
         "model_list": [{
@@ -279,8 +298,8 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
     kind = f"streamed, {max_tokens} tokens" if stream else f"non-streamed, {max_tokens} tokens"
     print(f"\n**{kind}** — per level {args.rounds} rounds of every path in turn\n")
     print("| c | path | requests | p50 / p99 ms | added p50 / p99 ms | throughput vs direct "
-          "| CPU ms/request | CPU µs/chunk | tokens/answer |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| CPU ms/request | CPU µs/chunk | CPU × passthrough | tokens/answer |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for conc in args.concurrency:
         n = max(args.stream_requests if stream else args.requests, 2 * conc)
         total = {p.name: Sample() for p in paths}
@@ -300,6 +319,7 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
                 t.completion_tokens += got.completion_tokens
         d = total["direct"]
         d50, d99 = statistics.median(d.latencies), _p(d.latencies, 0.99)
+        floor = total.get("passthrough")  # the goals are ratios to its CPU (per chunk: streams)
         for p in paths:
             t = total[p.name]
             p50, p99 = statistics.median(t.latencies), _p(t.latencies, 0.99)
@@ -307,24 +327,36 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
             cpu_req = "—" if p.pid is None else f"{t.cpu * 1e3 / t.requests:.2f}"
             cpu_chunk = ("—" if p.pid is None or not t.chunks
                          else f"{t.cpu * 1e6 / t.chunks:.0f}")
+            ratio = "—"
+            if p.pid is not None and floor is not None and floor.cpu > 0:
+                per = (lambda x: x.cpu / x.chunks) if stream else (lambda x: x.cpu / x.requests)
+                ratio = f"{per(t) / per(floor):.2f}"
             print(f"| {conc} | {p.name} | {t.requests} | {p50 * 1e3:.1f} / {p99 * 1e3:.1f} "
-                  f"| {added} | {d.wall / t.wall:.3f} | {cpu_req} | {cpu_chunk} "
+                  f"| {added} | {d.wall / t.wall:.3f} | {cpu_req} | {cpu_chunk} | {ratio} "
                   f"| {t.completion_tokens / t.requests:.1f} |")
 
 
-def profile(args, gw: Endpoint, bin_dir: Path, work: Path) -> None:
-    """py-spy on the gateway under the highest concurrency; top frames by own time."""
+def profile(args, gw: Endpoint, work: Path) -> None:
+    """py-spy on the gateway under the highest concurrency; top frames by own time.
+
+    Samples only the thread holding the GIL (`--gil`): without it py-spy, which does not
+    pause the process here, counts threads blocked in a queue or in epoll as busy.
+    """
     conc = max(args.concurrency)
-    raw = work / "gateway.pyspy.txt"
+    raw = args.profile_raw or work / "gateway.pyspy.txt"
     spy = subprocess.Popen(
-        [str(bin_dir / "py-spy"), "record", "--pid", str(gw.pid), "--format", "raw",
-         "--output", str(raw), "--rate", "250", "--nonblocking"],
+        [str(ensure_venv(SPY_VENV, [PY_SPY]) / "py-spy"), "record", "--pid", str(gw.pid),
+         "--format", "raw", "--output", str(raw), "--rate", "250", "--nonblocking",
+         "--gil"],  # only the thread holding the GIL: CPU spent in Python, not waits
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     time.sleep(1.0)
+    stream = args.modes == ["stream"]  # streamed only when that is the only mode asked
     for _ in range(args.rounds):
-        asyncio.run(run_load(gw, concurrency=conc, requests=max(args.requests, 2 * conc),
-                             max_tokens=args.max_tokens, stream=False))
+        asyncio.run(run_load(
+            gw, concurrency=conc, stream=stream,
+            requests=max(args.stream_requests if stream else args.requests, 2 * conc),
+            max_tokens=args.stream_tokens if stream else args.max_tokens))
     spy.send_signal(signal.SIGINT)
     spy.wait(timeout=60)
     own: Counter = Counter()
@@ -338,7 +370,8 @@ def profile(args, gw: Endpoint, bin_dir: Path, work: Path) -> None:
             own[frames[-1]] += int(count)
         for frame in set(frames):
             inclusive[frame] += int(count)
-    print(f"\n**py-spy, gateway at concurrency {conc} (non-streamed), {samples} samples**\n")
+    kind = "streamed" if stream else "non-streamed"
+    print(f"\n**py-spy, gateway at concurrency {conc} ({kind}), {samples} samples**\n")
     print("own time (top 12):")
     for frame, count in own.most_common(12):
         print(f"  {100 * count / samples:5.1f} %  {frame}")
@@ -365,14 +398,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--stream-tokens", type=int, default=64)
-    parser.add_argument("--modes", nargs="+", choices=["json", "stream"],
-                        default=["json", "stream"], help="non-streamed and/or streamed")
+    parser.add_argument("--modes", nargs="*", choices=["json", "stream"],
+                        default=["json", "stream"],
+                        help="non-streamed and/or streamed (none: only --profile)")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--phi-off", action="store_true",
+                        help="also the gateway with prompt redaction off, and with no PHI "
+                        "detector at all (issue 18: detector on vs off)")
+    parser.add_argument("--before-src", type=Path,
+                        help="also a gateway run from this checkout's sources, e.g. "
+                        "`git archive <commit> libs/medgo_common/src services/gateway/src`")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
+    parser.add_argument("--profile-raw", type=Path,
+                        help="keep py-spy's raw stacks here (`--profile`)")
     args = parser.parse_args()
     # A `timeout` or Ctrl-C must still stop the proxies this script started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    bin_dir = ensure_peer_venv() if not (args.skip_litellm and not args.profile) else None
     started = time.monotonic()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="medgo-bench-gw-") as tmp, \
@@ -381,14 +422,24 @@ def main() -> None:
         direct = Endpoint("direct", args.vllm_url, {}, args.adapter)
         gw = stack.enter_context(gateway(args.vllm_url, args.adapter, work))
         paths = [direct, gw, stack.enter_context(passthrough(args.vllm_url, args.adapter, work))]
+        if args.before_src:
+            paths.insert(2, stack.enter_context(gateway(
+                args.vllm_url, args.adapter, work, "gateway-before", src=args.before_src)))
+        if args.phi_off:
+            paths[-1:-1] = [  # before the pass-through
+                stack.enter_context(gateway(args.vllm_url, args.adapter, work,
+                                            "gateway-prompt-off", redact_prompts="false")),
+                stack.enter_context(gateway(args.vllm_url, args.adapter, work, "gateway-phi-off",
+                                            redact_records=False, redact_prompts="false")),
+            ]
         if not args.skip_litellm:
-            paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work, bin_dir)))
+            paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work)))
         print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
               f"({os.cpu_count()} CPUs)")
         for mode in args.modes:
             compare(args, paths, stream=mode == "stream")
         if args.profile:
-            profile(args, gw, bin_dir, work)
+            profile(args, gw, work)
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
           f"benchmark wall time {time.monotonic() - started:.0f} s")

@@ -8,7 +8,7 @@ import re
 import uuid
 
 import httpx
-from medgo_common.phi import redact
+from medgo_common.phi import PhiType, redact
 
 # A chat on CPU vLLM can take seconds under load: httpx's 5 s default is too tight.
 MODEL_TIMEOUT_S = 60
@@ -97,6 +97,33 @@ def test_streamed_chat_is_recorded_redacted_and_rated(
         )
         assert r.status_code == 202 and r.json()["status"] == "queued"
         assert _metric(url, "medgo_gateway_rating_deferrals_total") >= 1
+
+
+def test_record_of_a_redacted_prompt_is_the_prompt_the_model_saw(
+    make_settings, serve, vllm_server, feedback, keys, wait
+):
+    """With prompt redaction on, the record keeps the redacted prompt sent to the model
+    (not redacted a second time) and redacts the answer."""
+    feedback.start()
+    settings = make_settings(inference_url=vllm_server, feedback_url=feedback.url,
+                             redact_prompts=True)
+    with serve(settings) as url:
+        r = httpx.post(timeout=MODEL_TIMEOUT_S, url=url + CHAT,
+                       json=_chat(PHI_PROMPT, max_tokens=6), headers=keys.auth("clinician"))
+        assert r.status_code == 200
+        interaction_id = r.headers["x-medgo-interaction-id"]
+        wait(
+            lambda: feedback.get(f"/v1/interactions/{interaction_id}").status_code == 200,
+            30,
+            "the record to reach the feedback service",
+        )
+        record = feedback.get(f"/v1/interactions/{interaction_id}").json()
+        assert record["messages"] == [{"role": "user", "content": redact(PHI_PROMPT).text}]
+        answer = r.json()["choices"][0]["message"]["content"]
+        assert record["response"] == redact(answer).text
+        # The prompt's phone counted once (prompt redaction), not again for the record.
+        phones = 1 + redact(answer).counts.get(PhiType.PHONE, 0)
+        assert _metric(url, 'medgo_gateway_redactions_total{type="phone"}') == phones
 
 
 def test_feedback_outage_is_spooled_and_replayed_once(

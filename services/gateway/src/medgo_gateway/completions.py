@@ -127,8 +127,9 @@ class ChatHandler:
             return self._refuse(req, decision.message)
 
         messages = req.messages
+        redacted = None  # the prompt as redacted for the model: the record reuses it
         if settings.redact_prompts:
-            messages = await self._deidentify_or_refuse(messages)
+            messages = redacted = await self._deidentify_or_refuse(messages)
         target = await s.upstream.target(conversation_key(caller, req, conversation))
         span = trace.get_current_span()
         span.set_attribute("medgo.checkpoint", target.checkpoint)
@@ -144,14 +145,14 @@ class ChatHandler:
         started = time.perf_counter()
         if req.stream:
             return await self._stream(req, caller, target, payload, headers, started,
-                                      trace_id)
+                                      trace_id, redacted)
         async with s.admission.slot():
             raw = await s.upstream.complete(target, payload)
         answer = json.loads(raw)
         usage = answer.get("usage") or {}
         choice = (answer.get("choices") or [{}])[0]
         self._finish(
-            req, caller, target, interaction_id=interaction_id, trace_id=trace_id,
+            req, caller, target, redacted, interaction_id=interaction_id, trace_id=trace_id,
             started=started, response=(choice.get("message") or {}).get("content") or "",
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -202,6 +203,7 @@ class ChatHandler:
     async def _stream(
         self, req: ChatCompletionRequest, caller: ApiKey, target: Target, payload: dict,
         headers: dict[str, str], started: float, trace_id: str | None,
+        redacted: list[ChatMessage] | None,
     ) -> StreamResult:
         s = self.state
         await s.admission.acquire()
@@ -250,8 +252,9 @@ class ChatHandler:
                 await close()
             if assembler.done:
                 self._finish(
-                    req, caller, target, interaction_id=interaction_id, trace_id=trace_id,
-                    started=started, response=assembler.text, finish_reason=assembler.finish_reason,
+                    req, caller, target, redacted, interaction_id=interaction_id,
+                    trace_id=trace_id, started=started, response=assembler.text,
+                    finish_reason=assembler.finish_reason,
                     prompt_tokens=assembler.prompt_tokens,
                     completion_tokens=assembler.completion_tokens,
                 )
@@ -260,7 +263,8 @@ class ChatHandler:
 
     # -- after the answer
     def _finish(
-        self, req: ChatCompletionRequest, caller: ApiKey, target: Target, *,
+        self, req: ChatCompletionRequest, caller: ApiKey, target: Target,
+        redacted: list[ChatMessage] | None, *,
         interaction_id: uuid.UUID, trace_id: str | None, started: float, response: str,
         finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
     ) -> None:
@@ -272,7 +276,7 @@ class ChatHandler:
         latency_ms = (time.perf_counter() - started) * 1000.0
         s.recorder.submit(
             functools.partial(
-                self._record, req, caller, target, interaction_id=interaction_id,
+                self._record, req, caller, target, redacted, interaction_id=interaction_id,
                 trace_id=trace_id, latency_ms=latency_ms, response=response,
                 finish_reason=finish_reason, prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
@@ -280,13 +284,19 @@ class ChatHandler:
         )
 
     def _record(
-        self, req: ChatCompletionRequest, caller: ApiKey, target: Target, *,
+        self, req: ChatCompletionRequest, caller: ApiKey, target: Target,
+        redacted: list[ChatMessage] | None, *,
         interaction_id: uuid.UUID, trace_id: str | None, latency_ms: float, response: str,
         finish_reason: str | None, prompt_tokens: int, completion_tokens: int,
     ) -> InteractionRecord | None:
-        """The redacted record (runs in the spool's writer thread), or None (fail closed)."""
+        """The redacted record (runs in the spool's writer thread), or None (fail closed).
+
+        `redacted`: the prompt already redacted for the model (`redact_prompts`), stored
+        as is instead of being redacted a second time.
+        """
         s = self.state
         try:
+            messages, response = s.deid.record(req.messages, response, redacted=redacted)
             record = InteractionRecord(
                 id=interaction_id,
                 created_at=datetime.now(UTC),
@@ -294,8 +304,8 @@ class ChatHandler:
                 department=caller.department,
                 checkpoint_id=target.checkpoint,
                 adapter=target.model if target.model != SERVED_MODEL_NAME else None,
-                messages=s.deid.messages(req.messages),
-                response=s.deid.text(response),
+                messages=messages,
+                response=response,
                 finish_reason=finish_reason,
                 latency_ms=latency_ms,
                 prompt_tokens=prompt_tokens,

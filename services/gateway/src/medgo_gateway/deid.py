@@ -13,7 +13,7 @@ holds the event loop, and a redaction past its deadline fails closed like any ot
 from __future__ import annotations
 
 from medgo_common.phi import Redacted, RedactionError
-from medgo_common.phi.guarded import aredact, redact_within
+from medgo_common.phi.guarded import aredact, redact_all_within
 from medgo_common.schemas.openai import ChatMessage
 
 from medgo_gateway.metrics import GatewayMetrics
@@ -38,15 +38,6 @@ class Deidentifier:
         self.metrics.redaction_failures.inc()
         return DeidentificationFailedError()
 
-    def text(self, value: str) -> str:
-        """Redacted `value`, for worker threads (the recorder's writer)."""
-        if not value:
-            return value
-        try:
-            return self._counted(redact_within(value, self.timeout))
-        except RedactionError:
-            raise self._failed() from None
-
     async def atext(self, value: str) -> str:
         """Redacted `value`, for async handlers: awaited, off the event loop."""
         if not value:
@@ -56,9 +47,23 @@ class Deidentifier:
         except RedactionError:
             raise self._failed() from None
 
-    def messages(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        """Role and redacted text only (content parts keep their non-text parts out)."""
-        return [ChatMessage(role=m.role, content=self.text(m.text())) for m in messages]
+    def record(
+        self, messages: list[ChatMessage], response: str, *,
+        redacted: list[ChatMessage] | None = None,
+    ) -> tuple[list[ChatMessage], str]:
+        """A record's messages (role and redacted text only: content parts keep their
+        non-text parts out) and its answer, redacted in one pool task, for worker
+        threads (the recorder's writer). `redacted`: the messages as `amessages`
+        already returned them (prompt redaction), kept instead of redone."""
+        texts = [] if redacted is not None else [m.text() for m in messages]
+        try:
+            *done, answer = redact_all_within([*texts, response], self.timeout)
+        except RedactionError:
+            raise self._failed() from None
+        if redacted is None:
+            redacted = [ChatMessage(role=m.role, content=self._counted(r) if t else t)
+                        for m, t, r in zip(messages, texts, done, strict=True)]
+        return redacted, self._counted(answer) if response else response
 
     async def amessages(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """`messages` for async handlers."""

@@ -298,8 +298,11 @@ class Recorder:
     async def _run(self) -> None:
         while True:
             self._wake.clear()  # before reading, so a record spooled meanwhile wakes us
+            # During an outage each retry sends the oldest item only: a refused connection
+            # then costs one row read, not a batch read and decoded every retry interval.
+            limit = 1 if self._outage else _BATCH
             items = await asyncio.to_thread(
-                functools.partial(self._spool.head, _BATCH, now=time.time())
+                functools.partial(self._spool.head, limit, now=time.time())
             )
             if not items:
                 with contextlib.suppress(TimeoutError):

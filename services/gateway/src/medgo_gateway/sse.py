@@ -5,6 +5,11 @@ event byte for byte and reads a copy to assemble the answer for the interaction
 record (content, finish reason, token usage). To always get usage, the gateway asks
 vLLM for it (`stream_options.include_usage`); if the client did not ask, the one
 usage-only event is held back, so the client sees exactly the stream it requested.
+
+Reading costs CPU per chunk, so only what must be known at once is parsed at once:
+events up to the first token (the time-to-first-token metric) and events that carry
+`"usage"` (the only ones that may be held back). The others are kept as bytes and
+parsed together, in one `json.loads`, when the answer is complete.
 """
 
 from __future__ import annotations
@@ -13,6 +18,10 @@ import json
 from dataclasses import dataclass, field
 
 DONE = b"data: [DONE]\n\n"
+_SEP = b"\n\n"
+# The one key whose events may be held back. A JSON string that contains the word keeps
+# its quotes escaped (`\\"usage\\"`), so an event without these bytes has no usage key.
+_USAGE_KEY = b'"usage"'
 
 
 def event(payload: dict) -> bytes:
@@ -21,7 +30,10 @@ def event(payload: dict) -> bytes:
 
 @dataclass
 class StreamAssembler:
-    """Feed raw upstream bytes; get back the bytes to forward."""
+    """Feed raw upstream bytes; get back the bytes to forward.
+
+    The answer (`text`, `finish_reason`, token counts) is complete once `done`.
+    """
 
     forward_usage: bool
     content: list[str] = field(default_factory=list)
@@ -31,31 +43,64 @@ class StreamAssembler:
     done: bool = False
     first_token_seen: bool = False
     _buffer: bytes = b""
+    _pending: list[bytes] = field(default_factory=list)  # event data not parsed yet
 
     def feed(self, data: bytes) -> bytes:
-        self._buffer += data
-        out = []
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                break
-            raw, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            if self._read(raw):
-                out.append(raw)
-        return b"".join(out)
+        buffer = self._buffer + data if self._buffer else data
+        end = buffer.rfind(_SEP)
+        if end < 0:
+            self._buffer = buffer
+            return b""
+        complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
+        events = complete.split(_SEP)[:-1]
+        kept = [raw for raw in events if self._read(raw)]
+        if len(kept) == len(events):
+            return complete  # the usual case: every event, byte for byte
+        return b"".join(raw + _SEP for raw in kept)
 
     def _read(self, raw: bytes) -> bool:
-        """Take note of one event; False if it must not be forwarded."""
+        """Take note of one event (without its blank line); False if it must not be
+        forwarded."""
         line = raw.strip()
         if not line.startswith(b"data:"):
             return True
         data = line[5:].strip()
         if data == b"[DONE]":
             self.done = True
+            self._settle()
             return True
+        if self.first_token_seen and _USAGE_KEY not in data:
+            self._pending.append(data)
+            return True
+        self._settle()  # in order: what came before this event counts first
         try:
             chunk = json.loads(data)
         except ValueError:
+            return True
+        return self._note(chunk)
+
+    def _settle(self) -> None:
+        """Parse the events kept as bytes, all in one `json.loads`."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            chunks = json.loads(b"[" + b",".join(pending) + b"]")
+        except ValueError:
+            chunks = None
+        if chunks is None or len(chunks) != len(pending):  # a bad event: one at a time
+            chunks = []
+            for data in pending:
+                try:
+                    chunks.append(json.loads(data))
+                except ValueError:
+                    continue
+        for chunk in chunks:
+            self._note(chunk)
+
+    def _note(self, chunk: object) -> bool:
+        """Content, finish reason and usage of one parsed event; False to hold it back."""
+        if not isinstance(chunk, dict):
             return True
         usage = chunk.get("usage")
         if isinstance(usage, dict):
@@ -73,4 +118,5 @@ class StreamAssembler:
 
     @property
     def text(self) -> str:
+        self._settle()
         return "".join(self.content)
