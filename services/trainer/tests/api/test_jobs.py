@@ -144,13 +144,14 @@ def test_invalid_jobs_are_refused_before_anything_runs(client, settings, tiny_in
 
 def test_a_recipe_name_the_os_refuses_is_refused_not_a_server_error(client, settings):
     """Found by test_schemathesis.py: a 512-character recipe name raised ENAMETOOLONG
-    from `Path.exists()` (500); it is an unknown recipe like any other."""
+    from `Path.exists()` (500). Recipe names are now at most 128 characters
+    (`JobCreate.recipe`), so the body is refused before any lookup."""
     for stage, recipe in (("sft", "x" * 512), ("build-sft", "x" * 512),
                           ("dpo", "x" * 300 + ".yaml")):
         response = client.post("/v1/jobs", json={"stage": stage, "recipe": recipe},
                                headers=AUTH)
         assert response.status_code == 422, (stage, response.text)
-        assert response.json()["error"]["code"] == "invalid_recipe"
+        assert response.json()["error"]["code"] == "invalid_value"
     assert list(settings.jobs_dir.glob("*/job.log")) == []
 
 
