@@ -259,7 +259,8 @@ def bench_memory() -> list[str]:
              f"{largest / 1e9:.2f} B, LoRA r=16 on all projections: {lora / 1e6:.1f} M "
              "trainable.", "",
              "| ZeRO | GPUs | full FT, computed GiB | full FT, DeepSpeed estimator GiB "
-             "| LoRA r=16, computed GiB |", "|---|---|---|---|---|"]
+             "| LoRA r=16, computed GiB | LoRA r=16 + ZeRO++ hpz 8 (the recipes), GiB |",
+             "|---|---|---|---|---|---|"]
     for stage in (2, 3):
         for gpus in (8, 64):
             nodes = gpus // 8
@@ -275,8 +276,11 @@ def bench_memory() -> list[str]:
                 _, ds, _ = estimate_zero3_model_states_mem_needs(
                     total, largest, 8, nodes, cpu_offload=False, zero_init=True)
                 lora_mem = 2 * largest + 2 * (total + lora) / gpus + 18 * lora / gpus
+            # ZeRO++ hpz keeps a second bf16 partition of the weights, over the GPUs of a
+            # node (8), on every GPU: what lets the per-layer all-gathers stay on NVLink.
+            hpz = f"{(lora_mem + 2 * total / 8) / GIB:.1f}" if stage == 3 else "—"
             lines.append(f"| {stage} | {gpus} | {full / GIB:.1f} | {ds / GIB:.1f} "
-                         f"| {lora_mem / GIB:.1f} |")
+                         f"| {lora_mem / GIB:.1f} | {hpz} |")
     print("\n".join(lines), flush=True)
     return lines
 
@@ -303,17 +307,15 @@ def _rank_memory(output: str) -> dict[int, tuple[float, float, int, int]]:
             for m in _MEMORY_LINE.findall(output)}
 
 
-def _modelled_mib(total: int, lora: int, ranks: int, weight_bytes: int, zero3: bool) -> float:
+def _modelled_mib(total: int, lora: int, ranks: int) -> float:
     """
-    The memory model of the 72B table (`bench_memory`) at the end of training, when no
-    module is gathered: frozen weights at `weight_bytes` (partitioned under ZeRO-3,
-    replicated under DDP), and for the LoRA parameters their weights, gradients and Adam
-    moments, plus fp32 master weights when the weights are bf16 (DeepSpeed's 18 B per
-    trainable parameter in bf16, 16 B in fp32), partitioned only under ZeRO-3.
+    The memory model of the 72B table (`bench_memory`, LoRA under ZeRO-3 with ZeRO++ hpz)
+    at the end of training, when no module is gathered and no gradient is held: the bf16
+    weights partitioned over the ranks, plus hpz's secondary bf16 partition over the
+    ranks of a node (here all of them), plus for each LoRA parameter its bf16 weight,
+    fp32 master copy and two fp32 Adam moments (14 B), partitioned.
     """
-    per_trainable = 18 if weight_bytes == 2 else 16
-    shard = ranks if zero3 else 1
-    return (weight_bytes * total + per_trainable * lora) / shard / (1 << 20)
+    return (2 * total / ranks + 2 * total / ranks + 14 * lora / ranks) / (1 << 20)
 
 
 def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
@@ -326,7 +328,7 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
     export(base, [adapter], reference, progress=False)
     print(f"export medgo-tiny base + SFT adapter: {time.perf_counter() - started:.1f} s")
     print("| stage | killed after step | restart repeats step 3 (loss, lr) | first launch s "
-          "| restart s | model states per rank MiB (modelled, bf16) | peak RSS per rank MiB |")
+          "| restart s | model states per rank MiB (modelled) | peak RSS per rank MiB |")
     print("|---|---|---|---|---|---|---|")
     for stage in ("pretrain", "sft", "dpo", "kto"):
         paths: dict[str, Any] = {"base": str(base), "data.train": [data[stage]]}
@@ -344,13 +346,13 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
         memory = _rank_memory(resumed.output)
         states = " / ".join(f"{m[0]:.1f}" for m in memory.values())
         rss = " / ".join(f"{m[1]:.0f}" for m in memory.values())
-        modelled = (_modelled_mib(*next(iter(memory.values()))[2:], len(memory), 2, True)
+        modelled = (_modelled_mib(*next(iter(memory.values()))[2:], len(memory))
                     if memory else float("nan"))
         print(f"| {stage} | {len(killed.steps)} | {'yes' if same else 'NO'} | "
               f"{killed.seconds:.0f} | {resumed.seconds:.0f} | {states} ({modelled:.1f}) "
               f"| {rss} |")
     print("\n| SFT, float32, 2 CPU ranks | tokens/s | wall s | model states per rank MiB "
-          "(modelled) | peak RSS per rank MiB |\n|---|---|---|---|---|")
+          "| peak RSS per rank MiB |\n|---|---|---|---|---|")
     paths = {"base": str(base), "data.train": [data["sft"]], "data.eval": [data["sft"]],
              "data.tokenized_cache": str(work / "z3-tokenized-sft")}
     for name, extra in (("DeepSpeed ZeRO-3", []),
@@ -359,10 +361,8 @@ def bench_zero3(base: Path, adapter: Path, work: Path) -> None:
         run = launch("sft", "medgo-72b-sft", work / f"z3-speed-{len(extra)}", sets)
         summary = re.findall(r"'train_tokens_per_second': '?([0-9.]+)", run.output)
         memory = _rank_memory(run.output)
-        modelled = (_modelled_mib(*next(iter(memory.values()))[2:], len(memory), 4, not extra)
-                    if memory else float("nan"))
         print(f"| {name} | {summary[-1] if summary else '?'} | {run.seconds:.0f} | "
-              f"{' / '.join(f'{m[0]:.1f}' for m in memory.values())} ({modelled:.1f}) | "
+              f"{' / '.join(f'{m[0]:.1f}' for m in memory.values())} | "
               f"{' / '.join(f'{m[1]:.0f}' for m in memory.values())} |")
 
 
