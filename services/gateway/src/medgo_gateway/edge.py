@@ -22,7 +22,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 HSTS = b"max-age=31536000; includeSubDomains"  # one year, the usual preload minimum
 
 
-class StrictTransportSecurity:
+class _ResponseHeader:
+    """A pure ASGI middleware adding one header to every HTTP answer's start message;
+    with `unless_present`, only to answers that do not set that header themselves."""
+
+    header: tuple[bytes, bytes]
+    unless_present = False
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -30,35 +36,26 @@ class StrictTransportSecurity:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        name = self.header[0]
 
-        async def send_with_hsts(message: Message) -> None:
+        async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                headers.append((b"strict-transport-security", HSTS))
-                message = {**message, "headers": headers}
+                if not (self.unless_present
+                        and any(key.lower() == name for key, _ in headers)):
+                    message = {**message, "headers": [*headers, self.header]}
             await send(message)
 
-        await self.app(scope, receive, send_with_hsts)
+        await self.app(scope, receive, send_with_header)
 
 
-class DenyFraming:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+class StrictTransportSecurity(_ResponseHeader):
+    header = (b"strict-transport-security", HSTS)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
 
-        async def send_denying_frames(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                if all(name.lower() != b"content-security-policy" for name, _ in headers):
-                    headers.append((b"content-security-policy", b"frame-ancestors 'none'"))
-                    message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_denying_frames)
+class DenyFraming(_ResponseHeader):
+    header = (b"content-security-policy", b"frame-ancestors 'none'")
+    unless_present = True  # the chat page's own CSP says frame-ancestors itself
 
 
 @contextmanager

@@ -180,13 +180,9 @@ class SharedStore:
         Only Redis failures switch backends; a `MedgoError` from `op` (a quota
         refusal) passes through unchanged.
         """
-        if self._shared is not None and time.monotonic() >= self._retry_at:
-            try:
-                result = await op(self._shared)
-            except (RedisError, StorageError, OSError) as exc:
-                self._down(exc)
-            else:
-                self._up()
+        if self._shared is not None:
+            done, result = await self._on_redis(op)
+            if done:
                 return result
         if self._shared is not None and self._fail_closed:
             raise MedgoError(
@@ -203,15 +199,24 @@ class SharedStore:
         """
         if self._shared is None:
             return await op(self._local)
-        if time.monotonic() >= self._retry_at:
-            try:
-                result = await op(self._shared)
-            except (RedisError, StorageError, OSError) as exc:
-                self._down(exc)
-            else:
-                self._up()
-                return result
+        done, result = await self._on_redis(op)
+        if done:
+            return result
         raise StoreUnavailable
+
+    async def _on_redis(self, op: Callable[[Backend], Awaitable[T]]) -> tuple[bool, T | None]:
+        """(True, `op` on Redis) unless Redis is in back-off or fails now: (False, None),
+        and the failure starts a back-off. Only Redis failures count as failures."""
+        assert self._shared is not None
+        if time.monotonic() < self._retry_at:
+            return False, None
+        try:
+            result = await op(self._shared)
+        except (RedisError, StorageError, OSError) as exc:
+            self._down(exc)
+            return False, None
+        self._up()
+        return True, result
 
     @property
     def retry_after_s(self) -> int:
