@@ -188,7 +188,9 @@ def test_inverted_ratings_are_rejected_by_the_gate(
     with (
         launched_server({"MEDGO_INFERENCE_MANIFEST": str(manifest_path)},
                         tmp_path / "vllm.log", VLLM_BOOT_TIMEOUT_S) as inference,
-        gateway_factory(tmp_path / "gw", stack, inference) as gateway,
+        # the gateway follows the manifest, as in local mode and production
+        gateway_factory(tmp_path / "gw", stack, inference,
+                        serving_manifest=str(manifest_path)) as gateway,
     ):
         answers = _rated_answers(gateway, stack.key)
         assert {a.checkpoint for a in answers} == {promoted}
