@@ -178,8 +178,8 @@ def run_loop(args: argparse.Namespace, work: Path, feedback: str, pairs: int) ->
     policy.write_text(f"min_n: {args.min_n}\nmargin_points: {args.margin}\n"
                       "required_tasks: [care-advice]\n", encoding="utf-8")
     clock = StepClock()
-    logging.getLogger("medgo_trainer.loop").addHandler(clock)
-    logging.getLogger("medgo_trainer.loop").setLevel(logging.INFO)
+    logging.getLogger("medgo_trainer.training.loop").addHandler(clock)
+    logging.getLogger("medgo_trainer.training.loop").setLevel(logging.INFO)
     os.environ.update({"MEDGO_TRAINER_FEEDBACK_URL": feedback,
                        "MEDGO_TRAINER_FEEDBACK_TOKEN": TRAINER_TOKEN})
     rc = train(["loop", "--min-pairs", str(min(pairs, args.min_pairs)),
