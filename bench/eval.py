@@ -3,13 +3,18 @@ Hugging Face generate, on the same slice of the same tasks, in one run.
 
     .venv/bin/python bench/eval.py                                  # vLLM vs HF (docs figures)
     .venv/bin/python bench/eval.py --model-dir /work/scratch/medgo-scratch
+    .venv/bin/python bench/eval.py --with-gateway --no-hf           # direct/gateway/direct
     .venv/bin/python bench/eval.py --gateway http://127.0.0.1:8000 --api-key KEY
 
 vLLM leg: starts the real server through our launcher (`medgo-inference`) on
 medgo-tiny + its SFT adapter (or uses --vllm URL) and runs `run_eval` against it with
-no cache, so every example is a real request. Gateway leg (only with --gateway): the
-same `run_eval` through the gateway, which adds auth, policy, recording and a proxy
-hop; it serves whatever its inference backend serves, named --gateway-model. HF leg:
+no cache, so every example is a real request. Gateway leg (with --with-gateway or
+--gateway): the same `run_eval` through the gateway, which adds auth, policy, recording
+and a proxy hop. `--with-gateway` starts `medgo-gateway` in front of the booted vLLM
+(bench/gateway.py's: every policy on, feedback down so records take the spool path,
+quotas out of the way) and measures it between two direct legs on the same server;
+`--gateway URL` uses a running one, serving whatever its inference backend serves,
+named --gateway-model. HF leg:
 after vLLM is stopped, the same prompts (same tasks, sample, chat template, answer
 caps) through PEFT + `generate`, greedy, float32, in batches of --hf-batch, scored by
 the same task code. Each leg prints examples/s and its mean task score; since all legs
@@ -72,9 +77,28 @@ def endpoint_leg(
     return leg
 
 
-def vllm_leg(args: argparse.Namespace, work: Path) -> Leg:
+def served_legs(args: argparse.Namespace, url: str, work: Path) -> list[Leg]:
+    """Direct to vLLM at ``url``; with --with-gateway, direct / gateway / direct again.
+
+    The same prompts a second time hit vLLM's prefix cache, and the shared box's load
+    drifts, so the gateway leg is bracketed by two direct legs rather than compared
+    with whichever ran first.
+    """
+    legs = [endpoint_leg("vLLM (direct)", url, ADAPTER, args, None)]
+    if args.with_gateway:
+        from gateway import gateway  # bench/gateway.py: the gateway the proxy bench runs
+
+        with gateway(url, ADAPTER, work) as gw:
+            key = gw.headers["Authorization"].removeprefix("Bearer ")
+            legs.append(endpoint_leg("gateway → vLLM (same server)", gw.url, gw.model, args,
+                                     key))  # fmt: skip
+        legs.append(endpoint_leg("vLLM (direct, again)", url, ADAPTER, args, None))
+    return legs
+
+
+def vllm_legs(args: argparse.Namespace, work: Path) -> list[Leg]:
     if args.vllm:
-        return endpoint_leg("vLLM (direct)", args.vllm, ADAPTER, args, None)
+        return served_legs(args, args.vllm, work)
     manifest = work / "serving.json"
     ServingManifest(
         checkpoint_id=ADAPTER,
@@ -86,7 +110,7 @@ def vllm_leg(args: argparse.Namespace, work: Path) -> Leg:
         "MEDGO_INFERENCE_CPU_OMP_THREADS_BIND": args.omp_bind,
     }
     with launched_server(settings, work / "vllm.log", timeout_s=600) as url:
-        return endpoint_leg("vLLM (direct)", url, ADAPTER, args, None)
+        return served_legs(args, url, work)
 
 
 def hf_leg(args: argparse.Namespace, plan: list[PlannedTask]) -> Leg:
@@ -150,7 +174,9 @@ def table(legs: list[Leg], args: argparse.Namespace) -> str:
         ),
     ]
     vllm = next(leg for leg in legs if leg.path.startswith("vLLM"))
-    hf = next(leg for leg in legs if leg.path.startswith("HF"))
+    hf = next((leg for leg in legs if leg.path.startswith("HF")), None)
+    if hf is None:
+        return "\n".join(lines)
     same = sum(hf.outputs.get(key) == text for key, text in vllm.outputs.items())
     lines += [
         "",
@@ -177,7 +203,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="client concurrency")
     parser.add_argument("--hf-batch", type=int, default=16, help="HF generate batch size")
     parser.add_argument("--vllm", default=None, help="use this running vLLM instead of booting")
+    parser.add_argument("--with-gateway", action="store_true",
+                        help="also measure through a medgo-gateway started in front of vLLM")
     parser.add_argument("--gateway", default=None, help="also measure through this gateway")
+    parser.add_argument("--no-hf", action="store_true", help="skip the HF generate leg")
     parser.add_argument("--api-key", default=None, help="gateway API key")
     parser.add_argument("--gateway-model", default="medgo", help="model name at the gateway")
     parser.add_argument("--omp-bind", default="auto", help="VLLM_CPU_OMP_THREADS_BIND")
@@ -191,8 +220,9 @@ def main() -> None:
         legs.append(endpoint_leg("gateway → vLLM", args.gateway, args.gateway_model, args,
                                  args.api_key))  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="medgo-bench-eval-") as work:
-        legs.append(vllm_leg(args, Path(work)))
-    legs.append(hf_leg(args, plan))
+        legs += vllm_legs(args, Path(work))
+    if not args.no_hf:
+        legs.append(hf_leg(args, plan))
     print()
     print(table(legs, args))
 

@@ -1,15 +1,22 @@
 """Does the feedback loop change what the model says? Simulated clinicians, measured.
 
-    .venv/bin/python bench/loop_behaviour.py                     # docs figures
-    .venv/bin/python bench/loop_behaviour.py --samples 1 --steps 10   # quicker
+    .venv/bin/python bench/loop_behaviour.py                     # docs figures (≈ 10 min)
+    .venv/bin/python bench/loop_behaviour.py --samples 3 --limit 200 --min-n 100  # bigger
     .venv/bin/python bench/loop_behaviour.py --inverted          # the opposite policy
+
+The defaults are the end-to-end test's training settings (DPO 30 steps at 3e-3, answers
+capped at 48 tokens) on every question: one answer rated per rated question, the whole
+held-out half measured; they fit in about ten minutes on the shared 2-core box. (The
+first run, with 3 answers per question and 40 steps, outlived a 30-minute timeout on
+a saturated machine.)
 
 1. medgo-tiny (its SFT adapter, served by our launcher) answers the *rated* half of
    Huatuo's benchmark questions through the real gateway, ``--samples`` answers per
    question (temperature 0.8), and a simulated clinician rates each through the
    gateway's ``/v1/feedback``: unacceptable unless it says when to see a doctor, with
    a corrected answer that does (`evaluation.behaviour.clinician_rating`;
-   ``--inverted`` rates the opposite).
+   ``--inverted`` rates the opposite). The loop starts once every correction is in the
+   feedback store (the gateway delivers interaction records asynchronously).
 2. The behaviour's rate on the *held-out* half (never rated) is measured through the
    gateway, greedy, from the checkpoint the gateway names in ``x-medgo-checkpoint``.
 3. ``medgo-train loop`` exports the ratings, trains DPO, evaluates baseline and
@@ -17,10 +24,11 @@
 4. Inference and gateway are restarted on the manifest the loop wrote and the
    held-out rate is measured again; the rise is a paired bootstrap over the questions.
 
-Prints the rate before/after with its 95% CI, the gate's verdict, and the loop's
-wall time by step. Everything lives in a temporary copy of medgo-tiny. (``--inverted``
-shows the gate rejecting a candidate only from a baseline that already gives the
-advice; medgo-tiny's SFT adapter does not, so from it there is nothing to lose.)
+Prints the rate before/after with its 95% CI, the gate's verdict, the loop's wall
+time by step and the machine's load average (the box is shared). Everything lives in
+a temporary copy of medgo-tiny. (``--inverted`` from medgo-tiny's SFT adapter shows
+nothing: it never gives the advice, so there is nothing to lose; the gate rejecting
+an inverted round after a normal one is tests/test_loop_behaviour.py's second test.)
 """
 
 from __future__ import annotations
@@ -134,6 +142,23 @@ def rate(gateway: str, key: str, rows: list[tuple[str, str, str]], inverted: boo
     return unacceptable
 
 
+def wait_for_pairs(feedback: str, pairs: int, timeout_s: float = 300) -> int:
+    """Poll the DPO export until it holds ``pairs`` rows (or time is up); returns how
+    many it holds: a rating can be queued (202) behind its interaction record."""
+    headers = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = httpx.get(f"{feedback}/v1/exports/dpo", headers=headers, timeout=60).text
+        rows = sum(1 for line in text.splitlines() if line.strip())
+        if rows >= pairs or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 class StepClock(logging.Handler):
     """Times each `loop [n/6]` step from the loop's own log lines."""
 
@@ -154,8 +179,8 @@ def run_loop(args: argparse.Namespace, work: Path, feedback: str, pairs: int) ->
     policy.write_text(f"min_n: {args.min_n}\nmargin_points: {args.margin}\n"
                       "required_tasks: [care-advice]\n", encoding="utf-8")
     clock = StepClock()
-    logging.getLogger("medgo_trainer.loop").addHandler(clock)
-    logging.getLogger("medgo_trainer.loop").setLevel(logging.INFO)
+    logging.getLogger("medgo_trainer.training.loop").addHandler(clock)
+    logging.getLogger("medgo_trainer.training.loop").setLevel(logging.INFO)
     os.environ.update({"MEDGO_TRAINER_FEEDBACK_URL": feedback,
                        "MEDGO_TRAINER_FEEDBACK_TOKEN": TRAINER_TOKEN})
     rc = train(["loop", "--min-pairs", str(min(pairs, args.min_pairs)),
@@ -169,17 +194,18 @@ def run_loop(args: argparse.Namespace, work: Path, feedback: str, pairs: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=default_model_dir() / "medgo-tiny")
-    parser.add_argument("--samples", type=int, default=3, help="answers rated per question")
-    parser.add_argument("--steps", type=int, default=40, help="DPO steps")
+    parser.add_argument("--samples", type=int, default=1, help="answers rated per question")
+    parser.add_argument("--steps", type=int, default=30, help="DPO steps")
     parser.add_argument("--learning-rate", type=float, default=3e-3,
                         help="DPO learning rate (medgo-tiny's empty answers need a push)")
     parser.add_argument("--limit", type=int, default=100, help="items per task in the gate")
     parser.add_argument("--min-n", type=int, default=100, help="the gate's min_n")
     parser.add_argument("--margin", type=float, default=2.0, help="the gate's margin")
     parser.add_argument("--min-pairs", type=int, default=16)
-    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--max-tokens", type=int, default=48, help="cap on every answer")
     parser.add_argument("--inverted", action="store_true", help="rate the opposite behaviour")
     args = parser.parse_args()
+    load_start = _load()
     data_dir = TrainerSettings().data_dir
     task = CareAdvice()
     records = read_records(data_dir / task.eval_file)
@@ -217,7 +243,7 @@ def main() -> None:
                                             args.max_tokens, 0.8))
                 unacceptable = rate(gateway, key, rows, args.inverted)
             rating_s = time.perf_counter() - t0
-            time.sleep(2)  # the gateway delivers interaction records asynchronously
+            stored = wait_for_pairs(feedback, unacceptable)
             rc, marks = run_loop(args, work, feedback, unacceptable)
             promoted = ServingManifest.load(manifest).checkpoint_id
             after, ckpt_after = before, ckpt_before
@@ -226,10 +252,12 @@ def main() -> None:
                     after, ckpt_after = held_out_rate(gateway, key, held_out, args.max_tokens)
 
     delta, low, high = paired_bootstrap("mean", before, after, samples=2000, seed=0)
+    print(f"\nwall {time.perf_counter() - t0:.0f} s from the first vLLM start; load average "
+          f"(1, 5, 15 min) at the start {load_start}, at the end {_load()}")
     n = len(held_out)
     print(f"\nratings: {len(rows)} answers to {len(rated)} rated questions, "
           f"{unacceptable} unacceptable ({'inverted' if args.inverted else 'see-a-doctor'} policy);"
-          f" rating phase {rating_s:.0f} s")
+          f" rating phase {rating_s:.0f} s; {stored} DPO pairs in the store")
     print(f"loop exit {rc}; manifest now serves {promoted}")
     print("\n| held-out questions | checkpoint | says when to see a doctor |\n|---|---|---:|")
     print(f"| {n} | {ckpt_before} | {100 * sum(before) / n:.1f} % |")

@@ -5,7 +5,9 @@
 environment, with a clinician key made by the real `medgo-gateway keys add` CLI, as
 the local-mode launcher does. `stack` is that in front of the session's real vLLM.
 `model_dir` is a temporary copy of medgo-tiny laid out as `build-tiny` leaves
-var/models, for tests that run the feedback loop on it.
+var/models, for tests that run the feedback loop on it (`model_dir_factory` makes one
+for a module-scoped fixture). The factories are session-scoped so that module-scoped
+fixtures can use them.
 """
 
 from __future__ import annotations
@@ -135,13 +137,13 @@ def launch_stack(
         yield Stack(gateway_url, feedback_url, key, keys_file)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def stack_factory():
     """`with stack_factory(tmp_path, inference_url, **gateway_settings) as stack:`."""
     return launch_stack
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def gateway_factory():
     """`with gateway_factory(state_dir, stack, inference_url, **settings) as url:`."""
     return launch_gateway
@@ -153,13 +155,25 @@ def stack(tmp_path: Path, vllm_server: str) -> Iterator[Stack]:
         yield running
 
 
-@pytest.fixture
-def model_dir(tmp_path: Path, medgo_tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of medgo-tiny served as `medgo-tiny-sft`, as `build-tiny` leaves var/models."""
-    root = tmp_path / "models"
+def copy_medgo_tiny(root: Path, medgo_tiny) -> Path:
+    """A copy of medgo-tiny in `root` served as `medgo-tiny-sft`, as `build-tiny` leaves
+    var/models: the loop promotes into it without touching the session's model."""
     base = shutil.copytree(medgo_tiny.base, root / "medgo-tiny" / "base")
     adapter = shutil.copytree(medgo_tiny.adapter, root / "medgo-tiny" / "adapters" / "sft")
     ServingManifest(checkpoint_id="medgo-tiny-sft", base_model=str(base), adapters=[
         {"name": "medgo-tiny-sft", "path": str(adapter)}]).save(root / "serving.json")
+    return root
+
+
+@pytest.fixture(scope="session")
+def model_dir_factory(medgo_tiny):
+    """`model_dir_factory(root)`: `copy_medgo_tiny` into `root` (a module fixture's)."""
+    return functools.partial(copy_medgo_tiny, medgo_tiny=medgo_tiny)
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path, medgo_tiny, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of medgo-tiny served as `medgo-tiny-sft`, as `build-tiny` leaves var/models."""
+    root = copy_medgo_tiny(tmp_path / "models", medgo_tiny)
     monkeypatch.setenv("MEDGO_TRAINER_MODEL_DIR", str(root))
     return root

@@ -20,7 +20,7 @@ from medgo_trainer.evaluation.client import (
     normalise_endpoint,
 )
 from medgo_trainer.evaluation.runner import run_eval
-from medgo_trainer.evaluation.tasks import Reply
+from medgo_trainer.evaluation.tasks import Reply, TaskDataError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -137,3 +137,44 @@ def test_logprob_mode_against_an_endpoint_without_logprobs_fails_before_any_item
             data_dir=data_dir, transport=_endpoint([], seen),
         )  # fmt: skip
     assert seen == []  # no chat request: nothing was evaluated
+
+
+def test_logprob_mode_against_completions_without_logprobs_fails_before_any_item(
+    data_dir: Path,
+) -> None:
+    """An OpenAI-compatible server that serves /tokenize and /v1/completions but ignores
+    ``echo``/``logprobs`` (answers text, no prompt log-probabilities): the one probe
+    says so, and no evaluation item is sent."""
+    completions: list[dict] = []
+
+    async def tokenize(request: Request) -> JSONResponse:
+        body = await request.json()
+        return JSONResponse({"tokens": list(range(len(body.get("prompt") or "答案：")))})
+
+    async def complete(request: Request) -> JSONResponse:
+        completions.append(await request.json())
+        return JSONResponse({"choices": [{"index": i, "text": "", "logprobs": None}
+                                         for i in range(len(completions[-1]["prompt"]))]})
+
+    app = Starlette(routes=[Route("/tokenize", tokenize, methods=["POST"]),
+                            Route("/v1/completions", complete, methods=["POST"])])
+    with pytest.raises(LogprobsUnavailable, match="returned no prompt log-probabilities"):
+        run_eval(
+            "http://no-logprobs", "medgo", ["mcq-cnmleqa"], limit=3, scoring="logprob",
+            data_dir=data_dir, transport=httpx.ASGITransport(app=app),
+        )  # fmt: skip
+    assert len(completions) == 1  # the probe ("答案：" + A/B), no item
+
+
+def test_dataset_missing_a_field_fails_before_any_request(tmp_path: Path) -> None:
+    """A data file whose records lack a field the task needs: one error naming the file,
+    the record and the field, raised while planning, so nothing reaches the endpoint."""
+    target = tmp_path / "corpus" / "huatuo_bentsao"
+    target.mkdir(parents=True)
+    (target / "benchmark_question.json").write_text('[{"query": "头痛怎么办？"}]',
+                                                    encoding="utf-8")
+    seen: list[dict] = []
+    with pytest.raises(TaskDataError, match=r"record 0 lacks field\(s\) question"):
+        run_eval("http://eval.test", "medgo", ["care-advice"], data_dir=tmp_path,
+                 transport=_endpoint([], seen))
+    assert seen == []
