@@ -13,7 +13,7 @@ from medgo_trainer.outputs import RESOLVED_RECIPE
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.training.recipe import RECIPES_DIR, RecipeError, build_lora_config, load_recipe
 from medgo_trainer.training.stages import pretrain, sft
-from medgo_trainer.training.stages.base import data_snapshot_hash
+from medgo_trainer.training.stages.datafiles import data_snapshot_hash
 from medgo_trainer.training.tokenizer import save_tokenizer, train_tokenizer
 from peft import PeftModel, get_peft_model
 from safetensors.torch import load_file

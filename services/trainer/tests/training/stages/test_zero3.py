@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from medgo_trainer.settings import TrainerSettings
 from medgo_trainer.training.recipe import RECIPES_DIR, load_recipe
-from medgo_trainer.training.stages.base import data_snapshot_hash
+from medgo_trainer.training.stages.datafiles import data_snapshot_hash
 from medgo_trainer.training.stages.rehearsal import (
     ALLOWED_OVERRIDES,
     SIZES,

@@ -88,7 +88,7 @@ def run_loop(settings: TrainerSettings, opts: LoopOptions,
     import shutil
     import tempfile
 
-    from medgo_trainer.training.stages.base import data_snapshot_hash
+    from medgo_trainer.training.stages.datafiles import data_snapshot_hash
 
     compute = compute or LocalCompute(settings, opts)
     compute.check()

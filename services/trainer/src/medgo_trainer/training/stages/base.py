@@ -12,7 +12,6 @@ pieces below keep those modules to the part that differs: which trainer, which d
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ from typing import Any
 
 from medgo_trainer.outputs import METRICS_FILE, RESOLVED_RECIPE
 from medgo_trainer.training.recipe import Recipe, RecipeError
+from medgo_trainer.training.stages.datafiles import data_snapshot_hash, load_splits
 from medgo_trainer.training.stages.memory import log_line, rank_memory
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,6 @@ StageRun = Callable[..., RunResult]
 """`run(recipe, out_dir, *, progress=True) -> RunResult`, the entry point of a stage."""
 
 
-def data_snapshot_hash(recipe: Recipe) -> str:
-    """Content hash of every data file, in recipe order, so lineage survives renames."""
-    digest = hashlib.sha256()
-    for group in (recipe.data.train, recipe.data.eval):
-        for name in group:
-            digest.update(Path(name).read_bytes())
-        digest.update(b"\0split\0")
-    return digest.hexdigest()
-
-
 def record_data_hash(recipe: Recipe) -> str:
     """
     The data snapshot hash, computed once per run before training, on rank 0 only (every
@@ -73,19 +63,6 @@ def record_data_hash(recipe: Recipe) -> str:
     from medgo_trainer.training.stages.backend import is_main_process
 
     return data_snapshot_hash(recipe) if is_main_process() else ""
-
-
-def load_splits(recipe: Recipe) -> tuple[Any, Any | None]:
-    """The train and (optional) held-out `datasets.Dataset`s named by the recipe."""
-    from datasets import load_dataset
-
-    train = load_dataset("json", data_files=recipe.data.train, split="train")
-    if recipe.data.max_train_samples is not None:
-        train = train.select(range(min(recipe.data.max_train_samples, len(train))))
-    held_out = None
-    if recipe.data.eval:
-        held_out = load_dataset("json", data_files=recipe.data.eval, split="train")
-    return train, held_out
 
 
 def load_tokenizer(recipe: Recipe) -> Any:

@@ -137,7 +137,7 @@ def _build(final: Path, recipe: Recipe, args: Any, tokenizer: Any,
            fields: dict[str, Any]) -> None:
     """Rank 0: tokenise every split into a private directory, mark it, rename it in place."""
     import pyarrow.compute as pc
-    from medgo_trainer.training.stages.base import load_splits
+    from medgo_trainer.training.stages.datafiles import load_splits
 
     partial = final.with_name(f"{final.name}.partial-{socket.gethostname()}-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
@@ -183,7 +183,7 @@ def tokenized_splits(recipe: Recipe, args: Any, tokenizer: Any, *, is_main: bool
     this key, otherwise tokenised by rank 0 (`is_main`) while the others wait for it.
     """
     from datasets import load_from_disk
-    from medgo_trainer.training.stages.base import data_snapshot_hash
+    from medgo_trainer.training.stages.datafiles import data_snapshot_hash
 
     def key() -> str:
         fields = cache_fields(recipe, args, tokenizer, data_snapshot_hash(recipe))
