@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import aiohttp
 import httpx
 from medgo_common.schemas.serving import AdapterRef, Canary, ServingManifest
 from medgo_gateway.replicas import Replica, ReplicaPool, ReplicaSource
@@ -75,7 +76,7 @@ def test_promotion_keeps_the_old_stable_as_fall_back(tmp_path: Path) -> None:
 
 
 def test_fewest_in_flight_among_healthy_replicas_serving_the_adapter() -> None:
-    pool = ReplicaPool(name="stable", source=ReplicaSource(), client=httpx.AsyncClient(),
+    pool = ReplicaPool(name="stable", source=ReplicaSource(), client=None,  # never called
                        headers={}, probe_timeout_s=1, eject_s=5)
     busy, idle, other, dead = (Replica(u) for u in ("http://a", "http://b", "http://c",
                                                      "http://d"))
@@ -125,7 +126,7 @@ def test_dns_discovery_and_one_line_when_the_name_does_not_resolve(caplog) -> No
         "http://127.0.0.1:8001",)
 
     async def refresh_twice() -> ReplicaPool:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             pool = ReplicaPool(name="stable", source=ReplicaSource(dns="no-such-host.invalid:8001"),
                                client=client, headers={}, probe_timeout_s=1, eject_s=5)
             await pool.refresh()

@@ -122,7 +122,7 @@ def test_chat_span_reaches_the_collector_and_its_trace_id_is_on_the_record(
 def test_upstream_requests_carry_the_request_spans_traceparent(make_settings):
     provider = TracerProvider()  # no exporter: only the context matters here
     settings = make_settings(inference_api_key="sk-inference")
-    upstream = build_upstream(settings, httpx.AsyncClient())
+    upstream = build_upstream(settings, client=None)  # headers only: no request is sent
     try:
         assert "traceparent" not in upstream.request_headers()  # no span, no header
         with tracer_for(provider, "test").start_as_current_span("chat.completions") as span:

@@ -1,10 +1,11 @@
 """`create_app(settings)`: the gateway's one app factory.
 
 It wires middleware (request id → metrics → body limit), the routers, the chat page
-and the error envelope; the lifespan opens the one pooled HTTP client and the durable
-spool, configures tracing (`app.state.tracing`, None when off), starts the spool's
-delivery task, and on shutdown lets in-progress records reach the spool before closing
-it, then flushes the batched spans.
+and the error envelope; the lifespan opens the pooled HTTP clients (aiohttp to the
+inference replicas, see `upstream.py`; httpx to feedback) and the durable spool,
+configures tracing (`app.state.tracing`, None when off), starts the spool's delivery
+task, and on shutdown lets in-progress records reach the spool before closing it, then
+flushes the batched spans.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
+import aiohttp
 import httpx
 from fastapi import FastAPI
 from medgo_common.bodylimit import BodyLimitMiddleware
@@ -39,10 +41,10 @@ from medgo_gateway.routing import ManifestRouting
 from medgo_gateway.settings import GatewaySettings
 from medgo_gateway.spool import Spool
 from medgo_gateway.state import GatewayState
-from medgo_gateway.upstream import CANARY, STABLE, Upstream
+from medgo_gateway.upstream import CANARY, STABLE, Upstream, client_session
 
 
-def build_upstream(settings: GatewaySettings, client: httpx.AsyncClient) -> Upstream:
+def build_upstream(settings: GatewaySettings, client: aiohttp.ClientSession) -> Upstream:
     """Replica pools (the stable one, and a base-model canary if configured) + routing."""
     key = settings.inference_api_key
     headers = {"Authorization": f"Bearer {key.get_secret_value()}"} if key else {}
@@ -87,8 +89,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         if settings.metrics_port is not None:
             edge.enter_context(metrics_server(settings.host, settings.metrics_port,
                                               metrics.registry))
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-            upstream = build_upstream(settings, client)
+        inference = client_session(max_connections=settings.max_connections,
+                                   connect_timeout_s=settings.connect_timeout_s,
+                                   read_timeout_s=settings.upstream_timeout_s)
+        async with inference, httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            upstream = build_upstream(settings, inference)
             await upstream.start()
             recorder = Recorder(
                 client=client,

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import httpx
 from medgo_common.errors import MedgoError, error_body
 from medgo_common.schemas.feedback import InteractionRecord
 from medgo_common.schemas.openai import ChatCompletionRequest, ChatMessage
@@ -37,7 +36,7 @@ from medgo_gateway.policy.auth import ApiKey
 from medgo_gateway.policy.limits import check_chat_request
 from medgo_gateway.sse import DONE, StreamAssembler, event
 from medgo_gateway.state import GatewayState
-from medgo_gateway.upstream import Target
+from medgo_gateway.upstream import Target, UpstreamStreamError
 
 logger = logging.getLogger("medgo.gateway.chat")
 
@@ -240,11 +239,10 @@ class ChatHandler:
                         )
                     if out:
                         yield out
-            except httpx.HTTPError as exc:
+            except UpstreamStreamError as exc:
                 # The 200 is already sent: report in-band, then end the stream properly.
-                timeout = isinstance(exc, httpx.TimeoutException)
-                status = 504 if timeout else 502
-                message = "the inference backend timed out" if timeout else "inference failed"
+                status = 504 if exc.timeout else 502
+                message = "the inference backend timed out" if exc.timeout else "inference failed"
                 yield event(error_body(status, message, code="upstream_error"))
                 yield DONE
                 return

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import socket
@@ -25,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
 
 logger = logging.getLogger("medgo.gateway.replicas")
@@ -82,7 +83,7 @@ class ReplicaPool:
 
     name: str
     source: ReplicaSource
-    client: httpx.AsyncClient
+    client: aiohttp.ClientSession
     headers: dict[str, str]
     probe_timeout_s: float
     eject_s: float
@@ -111,14 +112,17 @@ class ReplicaPool:
 
     async def _probe(self, replica: Replica) -> None:
         try:
-            r = await self.client.get(replica.url + MODELS_PATH, headers=self.headers,
-                                      timeout=self.probe_timeout_s)
-            r.raise_for_status()
-            cards = r.json().get("data", [])
+            async with self.client.get(
+                replica.url + MODELS_PATH, headers=self.headers,
+                timeout=aiohttp.ClientTimeout(total=self.probe_timeout_s),
+            ) as r:
+                r.raise_for_status()
+                cards = json.loads(await r.read()).get("data", [])
             replica.models = frozenset(c.get("id") for c in cards)
             replica.adapters = tuple(c["id"] for c in cards if c.get("parent") == SERVED_MODEL_NAME)
             replica.last_error = None
-        except (httpx.HTTPError, ValueError, AttributeError, KeyError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError,
+                KeyError) as exc:
             replica.models, replica.adapters = frozenset(), ()
             replica.last_error = type(exc).__name__
 

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 from medgo_common.errors import MedgoError
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
 from medgo_common.tracing import inject_traceparent
@@ -39,6 +40,8 @@ from medgo_gateway.routing import ManifestRouting, share
 CHAT_PATH = "/v1/chat/completions"
 ALLOWED_PATHS = frozenset({CHAT_PATH})
 RETRY_AFTER_S = "5"
+KEEPALIVE_S = 4.0  # below uvicorn's (vLLM's) 5-s keep-alive: never reuse a closing socket
+_JSON = {"Content-Type": "application/json"}
 logger = logging.getLogger("medgo.gateway.upstream")
 
 STABLE = "stable"
@@ -54,34 +57,65 @@ class Target:
     checkpoint: str
 
 
+class UpstreamStreamError(Exception):
+    """The replica failed mid-answer (the 200 is already sent: reported in-band)."""
+
+    def __init__(self, timeout: bool) -> None:
+        super().__init__("timeout" if timeout else "transport")
+        self.timeout = timeout
+
+
 class UpstreamStream:
     """A streamed answer from one replica; its slot is held until `aclose()`."""
 
-    def __init__(self, response: httpx.Response, pool: ReplicaPool, replica: Replica) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, pool: ReplicaPool,
+                 replica: Replica) -> None:
         self._response, self._pool, self._replica = response, pool, replica
         self._closed = False
 
     async def aiter_raw(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._response.content.iter_any():
                 yield chunk
-        except httpx.HTTPError as exc:  # the replica died mid-answer: no new streams there
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The replica died mid-answer: no new streams there.
             self._pool.eject(self._replica, type(exc).__name__)
-            raise
+            raise UpstreamStreamError(isinstance(exc, TimeoutError)) from exc
 
     async def aclose(self) -> None:
+        """Back to the pool when the answer was read to its end; otherwise the
+        connection is closed, which makes vLLM abort the generation."""
         if self._closed:
             return
         self._closed = True
         self._replica.in_flight -= 1
-        await self._response.aclose()
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+def client_session(*, max_connections: int, connect_timeout_s: float,
+                   read_timeout_s: float) -> aiohttp.ClientSession:
+    """The one session to the inference replicas (created inside the running loop).
+
+    `read_timeout_s` bounds each wait for bytes (a whole non-streamed answer, or the
+    next chunk of a stream), as httpx's read timeout did.
+    """
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0,
+                                       keepalive_timeout=KEEPALIVE_S),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s,
+                                      sock_read=read_timeout_s),
+        skip_auto_headers=("User-Agent",),
+    )
 
 
 class Upstream:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         pools: dict[str, ReplicaPool],
         routing: ManifestRouting,
         canary_weight: float,
@@ -171,28 +205,32 @@ class Upstream:
         tried.add(replica.url)
         return replica
 
+    def _body(self, payload: dict) -> bytes:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
     async def complete(self, target: Target, payload: dict) -> bytes:
         """A non-streamed chat completion: vLLM's JSON body, as bytes, unchanged."""
         pool, tried, last = self.pools[target.backend], set(), None
+        body = self._body(payload)
         for _ in range(2):
             replica = self._pick(target, tried, last)
             replica.in_flight += 1
             try:
-                response = await self._client.post(
-                    self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
-                )
-            except httpx.HTTPError as exc:
+                async with self._client.post(self._url(replica, CHAT_PATH), data=body,
+                                             headers=self.request_headers() | _JSON) as response:
+                    status, content = response.status, await response.read()
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
                 raise last from exc
             finally:
                 replica.in_flight -= 1
-            retry = self._failed(pool, replica, target, response.status_code)
+            retry = self._failed(pool, replica, target, status)
             if retry is None:
                 pool.succeeded(replica)
-                return response.content
-            last = _status_error(response.status_code, _error_message(response))
+                return content
+            last = _status_error(status, _error_message(content))
             if not retry:
                 raise last
         raise last
@@ -200,34 +238,34 @@ class Upstream:
     async def open_stream(self, target: Target, payload: dict) -> UpstreamStream:
         """Start a streamed completion; the caller iterates it and must `aclose()` it.
 
-        Closing the response closes its connection, which makes vLLM abort the
+        Closing an unfinished answer closes its connection, which makes vLLM abort the
         generation: that is how a client's disconnect reaches the model.
         """
         pool, tried, last = self.pools[target.backend], set(), None
+        body = self._body(payload)
         for _ in range(2):
             replica = self._pick(target, tried, last)
-            request = self._client.build_request(
-                "POST", self._url(replica, CHAT_PATH), json=payload, headers=self.request_headers()
-            )
             try:
-                response = await self._client.send(request, stream=True)
-            except httpx.HTTPError as exc:
+                response = await self._client.post(
+                    self._url(replica, CHAT_PATH), data=body,
+                    headers=self.request_headers() | _JSON,
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
                 raise last from exc
-            retry = self._failed(pool, replica, target, response.status_code)
+            retry = self._failed(pool, replica, target, response.status)
             if retry is None:
                 pool.succeeded(replica)
                 replica.in_flight += 1
                 return UpstreamStream(response, pool, replica)
             try:
-                await response.aread()
-                last = _status_error(response.status_code, _error_message(response))
-            except httpx.HTTPError:
-                last = _status_error(response.status_code, None)
+                last = _status_error(response.status, _error_message(await response.read()))
+            except (aiohttp.ClientError, TimeoutError):
+                last = _status_error(response.status, None)
             finally:
-                await response.aclose()
+                response.close()
             if not retry:
                 raise last
         raise last
@@ -272,15 +310,16 @@ class Upstream:
         }
 
 
-def _no_answer_yet(exc: httpx.HTTPError) -> bool:
-    """Failed before any byte of an answer: safe to send to another replica."""
-    if isinstance(exc, httpx.TimeoutException):
-        return isinstance(exc, httpx.ConnectTimeout)
-    return isinstance(exc, httpx.TransportError)
+def _no_answer_yet(exc: aiohttp.ClientError | TimeoutError) -> bool:
+    """Failed before any byte of an answer: safe to send to another replica. A read
+    timeout is not (the model may be working on it: retrying would double the wait)."""
+    if isinstance(exc, TimeoutError):
+        return isinstance(exc, aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
 
 
-def _transport_error(exc: httpx.HTTPError) -> MedgoError:
-    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.PoolTimeout):
+def _transport_error(exc: aiohttp.ClientError | TimeoutError) -> MedgoError:
+    if isinstance(exc, TimeoutError):
         return MedgoError(504, "the inference backend timed out", code="upstream_timeout")
     return MedgoError(
         503, "the inference backend is unavailable", code="upstream_unavailable",
@@ -288,16 +327,17 @@ def _transport_error(exc: httpx.HTTPError) -> MedgoError:
     )
 
 
-def _ejected(pool: ReplicaPool, replica: Replica, exc: httpx.HTTPError) -> MedgoError:
+def _ejected(pool: ReplicaPool, replica: Replica,
+             exc: aiohttp.ClientError | TimeoutError) -> MedgoError:
     """A replica that failed at the transport level: out for its back-off; the error to
     raise unless the request can go to another replica."""
     pool.eject(replica, type(exc).__name__)
     return _transport_error(exc)
 
 
-def _error_message(response: httpx.Response) -> str | None:
+def _error_message(content: bytes) -> str | None:
     try:
-        body = response.json()
+        body = json.loads(content)
     except ValueError:
         return None
     error = body.get("error") if isinstance(body, dict) else None
