@@ -1,6 +1,6 @@
 """The gateway side by side with its peers, against one running vLLM.
 
-Four paths to the same vLLM and the same served LoRA adapter (a LoRA request costs
+Five paths to the same vLLM and the same served LoRA adapter (a LoRA request costs
 ~70 ms more than the bare base on this CPU, so every path names the adapter):
 
 - direct: vLLM itself;
@@ -9,7 +9,8 @@ Four paths to the same vLLM and the same served LoRA adapter (a LoRA request cos
   is down, so every record takes the fsynced spool path);
 - litellm: LiteLLM's proxy, installed by this script into its own virtualenv under
   var/bench/ (kept offline: `LITELLM_LOCAL_MODEL_COST_MAP=True`, a master key);
-- passthrough: bench/passthrough.py, the floor for a Python proxy.
+- passthrough: bench/passthrough.py, the floor for a Python proxy, with httpx (the
+  issue's floor) and with aiohttp (`passthrough-aiohttp`, the lower one).
 
 Per concurrency level (1, 16, 64), non-streamed (`max_tokens` 16) and streamed (64),
 all with `ignore_eos` so every answer has the same length: a warm-up, then rounds
@@ -191,15 +192,17 @@ def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
 
 
 @contextlib.contextmanager
-def passthrough(vllm_url: str, adapter: str, work: Path) -> Iterator[Endpoint]:
+def passthrough(vllm_url: str, adapter: str, work: Path,
+                client: str = "httpx") -> Iterator[Endpoint]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    name = "passthrough" if client == "httpx" else f"passthrough-{client}"
     argv = [sys.executable, str(ROOT / "bench" / "passthrough.py"), "--upstream", vllm_url,
-            "--port", str(port)]
+            "--port", str(port), "--client", client]
     # Its only route is POST: a GET answering 405 means it is up.
-    with _process(argv, dict(os.environ), url + "/v1/chat/completions", "passthrough",
-                  work / "passthrough.log") as pid:
-        yield Endpoint("passthrough", url, {}, adapter, pid)
+    with _process(argv, dict(os.environ), url + "/v1/chat/completions", name,
+                  work / f"{name}.log") as pid:
+        yield Endpoint(name, url, {}, adapter, pid)
 
 
 def ensure_venv(venv: Path, packages: list[str]) -> Path:
@@ -298,7 +301,8 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
     kind = f"streamed, {max_tokens} tokens" if stream else f"non-streamed, {max_tokens} tokens"
     print(f"\n**{kind}** — per level {args.rounds} rounds of every path in turn\n")
     print("| c | path | requests | p50 / p99 ms | added p50 / p99 ms | throughput vs direct "
-          "| CPU ms/request | CPU µs/chunk | CPU × passthrough | tokens/answer |")
+          "| CPU ms/request | CPU µs/chunk | CPU × passthrough (httpx / aiohttp) "
+          "| tokens/answer |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for conc in args.concurrency:
         n = max(args.stream_requests if stream else args.requests, 2 * conc)
@@ -319,7 +323,9 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
                 t.completion_tokens += got.completion_tokens
         d = total["direct"]
         d50, d99 = statistics.median(d.latencies), _p(d.latencies, 0.99)
-        floor = total.get("passthrough")  # the goals are ratios to its CPU (per chunk: streams)
+        # The goals are ratios to the pass-through's CPU (per chunk: streams); shown
+        # against both clients' pass-throughs.
+        floors = [total[name] for name in ("passthrough", "passthrough-aiohttp")]
         for p in paths:
             t = total[p.name]
             p50, p99 = statistics.median(t.latencies), _p(t.latencies, 0.99)
@@ -328,9 +334,9 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
             cpu_chunk = ("—" if p.pid is None or not t.chunks
                          else f"{t.cpu * 1e6 / t.chunks:.0f}")
             ratio = "—"
-            if p.pid is not None and floor is not None and floor.cpu > 0:
+            if p.pid is not None and all(f.cpu > 0 for f in floors):
                 per = (lambda x: x.cpu / x.chunks) if stream else (lambda x: x.cpu / x.requests)
-                ratio = f"{per(t) / per(floor):.2f}"
+                ratio = " / ".join(f"{per(t) / per(f):.2f}" for f in floors)
             print(f"| {conc} | {p.name} | {t.requests} | {p50 * 1e3:.1f} / {p99 * 1e3:.1f} "
                   f"| {added} | {d.wall / t.wall:.3f} | {cpu_req} | {cpu_chunk} | {ratio} "
                   f"| {t.completion_tokens / t.requests:.1f} |")
@@ -421,12 +427,13 @@ def main() -> None:
         work = Path(tmp)
         direct = Endpoint("direct", args.vllm_url, {}, args.adapter)
         gw = stack.enter_context(gateway(args.vllm_url, args.adapter, work))
-        paths = [direct, gw, stack.enter_context(passthrough(args.vllm_url, args.adapter, work))]
+        paths = [direct, gw, stack.enter_context(passthrough(args.vllm_url, args.adapter, work)),
+                 stack.enter_context(passthrough(args.vllm_url, args.adapter, work, "aiohttp"))]
         if args.before_src:
             paths.insert(2, stack.enter_context(gateway(
                 args.vllm_url, args.adapter, work, "gateway-before", src=args.before_src)))
         if args.phi_off:
-            paths[-1:-1] = [  # before the pass-through
+            paths[-2:-2] = [  # before the pass-throughs
                 stack.enter_context(gateway(args.vllm_url, args.adapter, work,
                                             "gateway-prompt-off", redact_prompts="false")),
                 stack.enter_context(gateway(args.vllm_url, args.adapter, work, "gateway-phi-off",

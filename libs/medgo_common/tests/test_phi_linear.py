@@ -96,13 +96,39 @@ def test_deadline_fails_closed_sync_and_async(monkeypatch: pytest.MonkeyPatch) -
         release.wait(10)
 
     monkeypatch.setattr(guarded, "redact", stalled)
+    long_text = "患者张三。" * (guarded.INLINE_MAX_CHARS // 5 + 1)  # goes to the pool
     try:
         with pytest.raises(RedactionError, match="within"):
-            guarded.redact_within("患者张三", timeout=0.05)
+            guarded.redact_within(long_text, timeout=0.05)
         with pytest.raises(RedactionError, match="within"):
-            asyncio.run(guarded.aredact("患者张三", timeout=0.05))
+            asyncio.run(guarded.aredact(long_text, timeout=0.05))
     finally:
         release.set()
+
+
+def test_short_texts_are_redacted_in_the_calling_thread_long_ones_in_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No thread hop for a text whose worst case is below the hop's own cost."""
+    threads: list[str] = []
+    real = guarded.redact
+
+    def spying(text: str):
+        threads.append(threading.current_thread().name)
+        return real(text)
+
+    monkeypatch.setattr(guarded, "redact", spying)
+    short = "患者张三，电话13812345678"
+    long_text = short * (guarded.INLINE_MAX_CHARS // len(short) + 1)
+    assert guarded.redact_within(short).text == real(short).text
+    assert asyncio.run(guarded.aredact(short)).text == real(short).text
+    assert threads == [threading.current_thread().name] * 2
+    threads.clear()
+    assert guarded.redact_within(long_text).text == real(long_text).text
+    assert guarded.redact_all_within([short, short]) == [real(short), real(short)]
+    assert guarded.redact_all_within([long_text, short])[0].text == real(long_text).text
+    main = threading.current_thread().name
+    assert threads[0] != main and threads[1:3] == [main, main] and threads[3] != main
 
 
 def test_guarded_calls_return_the_redactor_result() -> None:

@@ -12,6 +12,14 @@ finishes in the background; the redactor's linear worst case (see
 `tests/test_phi_linear.py`) bounds how long that is, and the pool size bounds how many
 such threads can exist at once. The deadline starts once the name model is loaded
 (seconds, once per process; services load it at start-up with `awarm_up`).
+
+Short texts are the exception: up to `INLINE_MAX_CHARS` characters (a text, or all the
+texts of one record together) are redacted in the calling thread. Their worst case is
+bounded by the redactor's linear cost (≤ 5 ms per 1,000 characters, so ≤ 1 ms here),
+which is no longer than the hand-off to the pool and back costs in CPU on a loaded
+gateway (~0.15-0.3 ms per hop, measured: docs/benchmarks.md "Gateway CPU"): the pool
+would add work without bounding anything. A deadline could not cut such a call short
+either; a redaction error still fails closed the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ T = TypeVar("T")
 Texts = TypeVar("Texts", str, tuple[str, ...])  # one text, or the texts of one record
 
 DEFAULT_TIMEOUT_S = 2.0
+INLINE_MAX_CHARS = 200  # ≤ 1 ms at the redactor's worst case: not worth a thread hop
 _WORKERS = 4
 
 
@@ -39,12 +48,21 @@ def _pool() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _submit(fn: Callable[[Texts], T], arg: Texts) -> concurrent.futures.Future[T]:
-    for text in arg if isinstance(arg, tuple) else (arg,):
+    """`fn(arg)` in the pool, or done at once in this thread for short texts."""
+    texts = arg if isinstance(arg, tuple) else (arg,)
+    for text in texts:
         if not isinstance(text, str):
             raise RedactionError(f"redaction needs str, got {type(text).__name__}")
     if not prose_names.loaded():  # a one-off load is not redaction work: no deadline
         _pool().submit(prose_names.warm_up).result()
-    return _pool().submit(fn, arg)
+    if sum(map(len, texts)) > INLINE_MAX_CHARS:
+        return _pool().submit(fn, arg)
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+    try:
+        done.set_result(fn(arg))
+    except Exception as exc:  # the caller's `result()` raises it, as from the pool
+        done.set_exception(exc)
+    return done
 
 
 def _redact_all(texts: tuple[str, ...]) -> list[Redacted]:
@@ -97,6 +115,8 @@ async def aredact(text: str, timeout: float = DEFAULT_TIMEOUT_S) -> Redacted:
     if not prose_names.loaded():
         await awarm_up()
     future = _submit(redact, text)
+    if future.done():  # a short text, redacted inline: no round trip through the loop
+        return future.result()
     try:
         return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
     except TimeoutError:
