@@ -128,8 +128,13 @@ def _name_after_cue(text: str, pos: int, *, cued: bool) -> Span | None:
     if end == given_start:
         return None
     _, ambiguous = _surnames()
-    if cued and surname in ambiguous and not _ends_clearly(text, end):
-        return None
+    if cued and surname in ambiguous:
+        # The given name read greedily may run into the next word ("曾敏一直": 敏一);
+        # a shorter one that ends clearly is the name.
+        while end > given_start and not _ends_clearly(text, end):
+            end -= 1
+        if end == given_start:
+            return None
     return Span(PhiType.NAME, pos, end)
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any, NamedTuple
 
-from medgo_common.phi.names import _BREAK, _surnames
+from medgo_common.phi.names import _BREAK, _CUE_RE, _STRONG_BOUNDARY, _surname_at, _surnames
 from medgo_common.phi.patterns import PhiType, Span
 
 _HAN_RE = re.compile(r"[\u4e00-\u9fff]")
@@ -45,6 +45,8 @@ _SMOOTH = 100
 # evidence than each of two (李秀英), since "surname + one character" is everywhere.
 ODDS_ONE = 0.01
 ODDS_TWO = 0.003
+# After a cue word a name is expected, so far less evidence is needed (dev-set choice).
+ODDS_CUED = 0.0003
 _NUMERALS = frozenset("零〇一二三四五六七八九十百千两几")
 # Product context: a word taken, bought or made after these is a drug, food or brand
 # (服用卓玛丹, 吃了舒婷, 半个沙琪玛, 代言了安慕希) ...
@@ -69,6 +71,7 @@ class _Model(NamedTuple):
     rare_nr: frozenset[str]  # rare `nr` words of two characters: 苏波, 秀英
     surname_start: re.Pattern[str]  # a surname's first character, then a Han character
     given_odds: dict[str, float]  # how much more often a character is in names than words
+    nr_words: frozenset[str]  # every word the dictionary tags `nr`
 
 
 # Characters of transliterated drug and brand names (尤卓尔, 易坦静, 李斯特菌) and of
@@ -77,6 +80,8 @@ _TRANSLITERATION = frozenset("尔斯特克普坦奥萨维索莱卓沙琪啉嗪�
 # Common words that jieba's dictionary tags as personal names, found when reviewing
 # the real questions (docs/benchmarks.md): dropped outright.
 _NOT_NAMES = frozenset({"桑葚"})
+# Given-name look-alikes after a surname in medical text: 谷丙/谷草 (ALT/AST).
+_NOT_CUED_GIVEN = frozenset("丙草")
 
 
 @cache
@@ -99,9 +104,12 @@ def _model() -> _Model:
     in_words: Counter[str] = Counter()
     full_names: set[str] = set()
     rare_nr: set[str] = set()
+    nr_words: set[str] = set()
     with jieba.get_dict_file() as fh:
         for raw in fh:
             word, freq, tag = raw.decode("utf-8").split()
+            if tag.startswith("nr"):
+                nr_words.add(word)
             if tag == "nr" and len(word) in (2, 3) and word[0] in known:
                 in_names.update(word[1:])
                 if int(freq) <= _RARE:
@@ -114,7 +122,10 @@ def _model() -> _Model:
     odds = {ch: n / (in_words[ch] + _SMOOTH) for ch, n in in_names.items()}
     firsts = "".join(sorted({name[0] for name in known}))
     surname_start = re.compile(f"[{firsts}][\u4e00-\u9fff]")
-    return _Model(tokenizer, frozenset(full_names), frozenset(rare_nr), surname_start, odds)
+    return _Model(
+        tokenizer, frozenset(full_names), frozenset(rare_nr), surname_start, odds,
+        frozenset(nr_words),
+    )
 
 
 def warm_up() -> None:
@@ -237,3 +248,82 @@ def _surname_then_given(
     if given == 2 and not _odds(chars, ODDS_TWO):
         return None, 1
     return Span(PhiType.NAME, start, start + len(surname) + given), 1 + given
+
+
+def find_cued_names(text: str) -> Iterator[Span]:
+    """A name right after a cue word that the rules in `names` leave, checked by the dictionary.
+
+    The rules take 患者 + 高/明/万/石… + given name only before a clear boundary
+    (punctuation, 的, 说…), since "患者高热" and "患者明显好转" are ordinary text, and never
+    take a given name starting with a `_BREAK` character (刘可, since "患者可见"). Here such
+    a candidate is taken before any word start ("患儿万秋和家人", "我是石伟祥上周") when
+    the dictionary vouches for it: its given-name characters have some name odds, no
+    dictionary word starts at the surname (明显, 平素, 石膏, 马上; any tag, since jieba
+    tags 艾灸 and 谢谢 `nr`) and the name does not cut a word in two (妇幼|保健).
+    Cost: a bounded number of dictionary look-ups per cue word, so linear in the text.
+    """
+    _, ambiguous = _surnames()
+    model = _model()
+    for m in _CUE_RE.finditer(text):
+        pos = m.end()
+        surname = _surname_at(text, pos)
+        if surname is None:
+            continue
+        given_start = pos + len(surname)
+        if surname not in ambiguous and text[given_start : given_start + 1] not in _BREAK:
+            continue  # the rules decide this one
+        if span := _cued_name(model, text, pos, given_start):
+            yield span
+
+
+def _cued_name(model: _Model, text: str, pos: int, given_start: int) -> Span | None:
+    if _word_at(model, text, pos, given_start + 1, names_too=True):
+        return None
+    first = text[given_start : given_start + 1]
+    if not _cued_given_char(model, first):
+        return None
+    second = text[given_start + 1 : given_start + 2]
+    end = given_start + 2 if _cued_given_char(model, second) else given_start + 1
+    if end == given_start + 2 and not (
+        _word_starts(model, text, end) and not _word_at(model, text, given_start, end + 1)
+    ):
+        end = given_start + 1  # 万峰|淑前: try the one-character given name
+    if _word_starts(model, text, end) and not _word_at(model, text, given_start, end + 1):
+        return Span(PhiType.NAME, pos, end)
+    return None
+
+
+def _cued_given_char(model: _Model, ch: str) -> bool:
+    """A given-name character after a cue: 可 and other `_BREAK` characters allowed
+    (刘可, 诸葛可琳), since the dictionary checks then reject 可见, 可能, 在家."""
+    return (
+        model.given_odds.get(ch, 0.0) >= ODDS_CUED  # only Han characters have odds
+        and ch not in _NOT_GIVEN and ch not in _TRANSLITERATION and ch not in _NOT_CUED_GIVEN
+    )
+
+
+def _word_starts(model: _Model, text: str, pos: int) -> bool:
+    """True at the end of the text, a boundary or break character, or a dictionary word."""
+    if pos >= len(text) or text[pos] in _BREAK or text[pos] in _STRONG_BOUNDARY:
+        return True
+    freq = model.tokenizer.FREQ
+    return bool(freq.get(text[pos : pos + 2]) or freq.get(text[pos : pos + 3]))
+
+
+def _word_at(model: _Model, text: str, pos: int, reach: int, *, names_too: bool = False) -> bool:
+    """True if a dictionary word (not `nr`, unless `names_too`) spans `pos` to >= `reach`.
+
+    At the surname (reach = first given character): 明显, 平素, 石膏, 马上. At the given
+    name (reach = one past its end): a word the name would cut in two, 妇幼|保健.
+    jieba's FREQ holds every prefix of every word (frequency 0 for a bare prefix), so
+    the scan stops at the first string that no word starts with.
+    """
+    freq = model.tokenizer.FREQ
+    for end in range(pos + 2, min(pos + 6, len(text)) + 1):
+        word = text[pos:end]
+        count = freq.get(word)
+        if count is None:
+            return False
+        if count and end >= reach and (names_too or word not in model.nr_words):
+            return True
+    return False
