@@ -61,3 +61,12 @@ def test_the_tagger_is_asked_a_bounded_number_of_times(monkeypatch) -> None:
 def test_the_model_file_is_the_packaged_one() -> None:
     path = name_tagger.model_path()
     assert path.name == "ner.model" and path.parent.parent.name == "jiagu"
+
+
+def test_any_other_file_is_refused_before_unpickling(tmp_path) -> None:
+    """A pickle runs code when loaded: a file that is not the pinned model is not opened."""
+    other = tmp_path / "ner.model"
+    data = name_tagger.model_path().read_bytes()
+    other.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit off
+    with pytest.raises(RuntimeError, match="refusing to unpickle"):
+        name_tagger.load(other)

@@ -21,6 +21,7 @@ alone, together and with the character. The file is found without importing jiag
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import pickle
 from functools import cache
@@ -34,6 +35,8 @@ PERSON_START = "B-PER"
 _LEAD = 4
 
 Weights = dict[str, tuple[float, ...]]
+# sha256 of jiagu-0.2.3's jiagu/model/ner.model (sdist and the wheel built from it).
+MODEL_SHA256 = "c8e8cb1f9e94af6681beb1833c428cba22674eff145f76e75a0f184b22a98391"
 
 
 def model_path() -> Path:
@@ -46,14 +49,20 @@ def model_path() -> Path:
 
 @cache
 def _weights() -> tuple[Weights, tuple[str, ...]]:
-    """Each feature's weights as a tuple in the order of the sorted labels, loaded once.
+    return load(model_path())
 
-    ~0.5 s and ~60 MB. Unpickling runs whatever the file says, so only this file is
-    read: it ships inside the pinned jiagu==0.2.3 package from PyPI, the same trust as
-    importing that package's code.
+
+def load(path: Path) -> tuple[Weights, tuple[str, ...]]:
+    """Each feature's weights as a tuple in the order of the sorted labels (~0.5 s, ~60 MB).
+
+    Unpickling runs whatever the file says, so the file must be byte for byte the one
+    in the pinned jiagu==0.2.3 package from PyPI (`MODEL_SHA256`): the same trust as
+    importing that package's code, and nothing else is ever unpickled.
     """
-    with gzip.open(model_path(), "rb") as fh:
-        raw, labels = pickle.load(fh)  # the packaged model, see the docstring
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != MODEL_SHA256:
+        raise RuntimeError(f"{path} is not jiagu 0.2.3's ner.model; refusing to unpickle it")
+    raw, labels = pickle.loads(gzip.decompress(data))
     order = tuple(sorted(labels))
     weights = {
         feature: tuple(per_label.get(label, 0.0) for label in order)
