@@ -2,6 +2,7 @@
 
 import pytest
 from medgo_common.phi import PhiType, contains_phi, redact
+from medgo_common.phi.names import _CUE_RE
 
 
 @pytest.mark.parametrize(
@@ -131,3 +132,22 @@ def test_counts_and_spans_describe_the_original_text() -> None:
 
 def test_full_width_digits_are_phone_numbers_too() -> None:
     assert redact("电话１３８１２３４５６７８").text == "电话[电话]"
+
+
+_CUE_WORDS = [
+    "患者", "病人", "患儿", "病患", "产妇", "孕妇", "伤者", "我是", "本人", "家属", "联系人",
+    "陪护", "监护人", "委托人", "我叫", "12床", "+3号床的", "医师", "主治医生", "主任护士",
+    "副主任医师", "住院医师", "经治医生", "上级医师", "责任护士", "管床医生",
+    "接诊医生", "值班医生",
+    "主诊医师", "护士长", "大夫", "儿子", "其女儿", "患者丈夫", "之妻子", "我父亲", "母亲",
+    "爱人", "老伴", "哥哥", "姐姐", "弟弟", "妹妹", "妈妈", "爸爸", "奶奶", "爷爷", "外婆",
+    "外公", "老公", "老婆", "其子", "之女",
+]
+
+
+@pytest.mark.parametrize("cue", _CUE_WORDS)
+def test_every_cue_word_passes_the_scan_prefilter(cue: str) -> None:
+    """`_CUE_FIRST` must list the first character of every cue alternative (护士长 and
+    患者丈夫 match as 护士 and 患者: the earlier alternative wins, as before)."""
+    match = _CUE_RE.match(cue + "张伟")
+    assert match is not None and match.end() >= 2
