@@ -310,6 +310,8 @@ def find_cued_names(text: str) -> Iterator[Span]:
     budget = TAGGED_MIN + len(text) // CUED_PER_CHARS
     for m in _CUE_RE.finditer(text):
         pos = m.end()
+        if not model.surname_start.match(text, pos):
+            continue  # "1床1床…": most cue words are not followed by a surname
         surname = _surname_at(text, pos)
         if surname is None:
             continue
