@@ -51,6 +51,9 @@ ADVERSARIAL = {
     "姓名： ×6,000": "姓名：" * 6_000,
     "surname + comma": "王李，" * 6_000,
     "患者张三，男，": "患者张三，男，" * 3_000,
+    # cue word + ambiguous surname / 可: every few characters a dictionary-checked name
+    "患儿万秋和": "患儿万秋和" * 4_000,
+    "我叫刘可": "我叫刘可" * 5_000,
 }
 PATIENT_QUESTIONS = "corpus/toyhom_medical_dialogue/sample_internal_medicine_5000-6000.csv"
 

@@ -2,6 +2,7 @@
 
 import pytest
 from medgo_common.phi import PhiType, contains_phi, redact
+from medgo_common.phi.names import _CUE_RE
 
 
 @pytest.mark.parametrize(
@@ -62,6 +63,36 @@ def test_names_in_clinical_context_are_replaced(text: str, expected: str) -> Non
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("患儿万秋和家人来复诊", "患儿[姓名]和家人来复诊"),  # ambiguous surname, then 和
+        ("其女儿曾敏一直陪护", "其女儿[姓名]一直陪护"),  # 敏, not 敏一
+        ("我叫石伟祥上周做了胃镜", "我叫[姓名]上周做了胃镜"),
+        ("主治医师刘可今天查房", "主治医师[姓名]今天查房"),  # 可 as a given name
+        ("患者诸葛可琳说头痛", "患者[姓名]说头痛"),
+        ("联系人黎昊前几天来过", "联系人[姓名]前几天来过"),  # 黎, 莫: added surnames
+        ("莫燕海，男，45岁", "[姓名]，男，45岁"),
+    ],
+)
+def test_names_after_a_cue_checked_by_the_dictionary(text: str, expected: str) -> None:
+    assert redact(text).text == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "患者明确诊断为肺炎，患者石膏固定后，患者马上手术。",  # a word at the surname
+        "患者可见皮疹，患者可能是过敏，患者在家休息。",  # 可, 在 start a word here
+        "患者艾灸后好转，医生，谢谢您。",  # jieba tags 艾灸 and 谢谢 `nr`
+        "黄疸型肝炎患者康复后饮食，生养儿子时妇幼保健所验尿。",  # 妇幼|保健 not cut
+        "慢性乙肝患者,谷丙转氨酶51",
+    ],
+)
+def test_cue_then_ordinary_words_is_kept(text: str) -> None:
+    assert redact(text).text == text
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "阿莫西林0.5g，每日3次，口服7天。",
@@ -101,3 +132,22 @@ def test_counts_and_spans_describe_the_original_text() -> None:
 
 def test_full_width_digits_are_phone_numbers_too() -> None:
     assert redact("电话１３８１２３４５６７８").text == "电话[电话]"
+
+
+_CUE_WORDS = [
+    "患者", "病人", "患儿", "病患", "产妇", "孕妇", "伤者", "我是", "本人", "家属", "联系人",
+    "陪护", "监护人", "委托人", "我叫", "12床", "+3号床的", "医师", "主治医生", "主任护士",
+    "副主任医师", "住院医师", "经治医生", "上级医师", "责任护士", "管床医生",
+    "接诊医生", "值班医生",
+    "主诊医师", "护士长", "大夫", "儿子", "其女儿", "患者丈夫", "之妻子", "我父亲", "母亲",
+    "爱人", "老伴", "哥哥", "姐姐", "弟弟", "妹妹", "妈妈", "爸爸", "奶奶", "爷爷", "外婆",
+    "外公", "老公", "老婆", "其子", "之女",
+]
+
+
+@pytest.mark.parametrize("cue", _CUE_WORDS)
+def test_every_cue_word_passes_the_scan_prefilter(cue: str) -> None:
+    """`_CUE_FIRST` must list the first character of every cue alternative (护士长 and
+    患者丈夫 match as 护士 and 患者: the earlier alternative wins, as before)."""
+    match = _CUE_RE.match(cue + "张伟")
+    assert match is not None and match.end() >= 2

@@ -27,7 +27,7 @@ from medgo_common.phi.evaluation import (
 DATA = Path(__file__).parent / "data"
 SYNTH = DATA / "phi_synth.jsonl"
 
-NAME_RECALL_FLOORS = {"record": 0.98, "cue": 0.93, "prose": 0.63}
+NAME_RECALL_FLOORS = {"record": 0.98, "cue": 0.98, "prose": 0.77}
 EXACT_TYPES = (PhiType.ID_CARD, PhiType.PHONE, PhiType.MEDICAL_RECORD, PhiType.ADMISSION,
                PhiType.OUTPATIENT)  # fmt: skip
 

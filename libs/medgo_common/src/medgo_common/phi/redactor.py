@@ -27,7 +27,7 @@ from medgo_common.phi.patterns import (
     find_phones,
     find_record_numbers,
 )
-from medgo_common.phi.prose_names import find_prose_names
+from medgo_common.phi.prose_names import find_cued_names, find_prose_names
 
 
 class RedactionError(RuntimeError):
@@ -47,6 +47,7 @@ _DETECTORS: tuple[Callable[[str], Iterator[Span]], ...] = (
     find_birth_dates,
     find_addresses,
     find_names,
+    find_cued_names,
     find_beds,
     find_prose_names,
 )
