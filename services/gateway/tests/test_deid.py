@@ -99,7 +99,8 @@ def test_a_stalled_redaction_fails_closed_and_the_loop_keeps_serving(
     """A redaction past its deadline refuses the rating (503, nothing spooled) and, while
     it runs, the same gateway answers other requests: the redactor is off the event loop.
     The stall is injected (a redactor that blocks until released); no input stalls the
-    real one (see libs/medgo_common/tests/test_phi_linear.py)."""
+    real one (see libs/medgo_common/tests/test_phi_linear.py). The text is longer than
+    `INLINE_MAX_CHARS`: shorter ones are redacted inline, bounded by the linear cost."""
     entered, release = threading.Event(), threading.Event()
 
     def stalled(text: str):
@@ -111,7 +112,7 @@ def test_a_stalled_redaction_fails_closed_and_the_loop_keeps_serving(
     rating = {
         "interaction_id": "00000000-0000-4000-8000-000000000001",
         "verdict": "unacceptable",
-        "corrected_answer": PHI,
+        "corrected_answer": PHI * (guarded.INLINE_MAX_CHARS // len(PHI) + 1),
     }
     try:
         with serve(make_settings(redaction_timeout_s=1.0)) as url:
