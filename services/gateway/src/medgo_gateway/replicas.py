@@ -32,6 +32,9 @@ from medgo_common.schemas.serving import SERVED_MODEL_NAME
 logger = logging.getLogger("medgo.gateway.replicas")
 MODELS_PATH = "/v1/models"
 MAX_EJECT_S = 60.0
+# What a request to a replica raises when the replica, not the request, failed:
+# aiohttp's errors, and `TimeoutError` for a total timeout (not a `ClientError`).
+REQUEST_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 
 @dataclass
@@ -121,8 +124,7 @@ class ReplicaPool:
             replica.models = frozenset(c.get("id") for c in cards)
             replica.adapters = tuple(c["id"] for c in cards if c.get("parent") == SERVED_MODEL_NAME)
             replica.last_error = None
-        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError,
-                KeyError) as exc:
+        except (*REQUEST_ERRORS, ValueError, AttributeError, KeyError) as exc:
             replica.models, replica.adapters = frozenset(), ()
             replica.last_error = type(exc).__name__
 

@@ -34,7 +34,7 @@ from medgo_common.errors import MedgoError
 from medgo_common.schemas.serving import SERVED_MODEL_NAME
 from medgo_common.tracing import inject_traceparent
 
-from medgo_gateway.replicas import Replica, ReplicaPool
+from medgo_gateway.replicas import REQUEST_ERRORS, Replica, ReplicaPool
 from medgo_gateway.routing import ManifestRouting, share
 
 CHAT_PATH = "/v1/chat/completions"
@@ -77,7 +77,7 @@ class UpstreamStream:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except REQUEST_ERRORS as exc:
             # The replica died mid-answer: no new streams there.
             self._pool.eject(self._replica, type(exc).__name__)
             raise UpstreamStreamError(isinstance(exc, TimeoutError)) from exc
@@ -205,13 +205,10 @@ class Upstream:
         tried.add(replica.url)
         return replica
 
-    def _body(self, payload: dict) -> bytes:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
     async def complete(self, target: Target, payload: dict) -> bytes:
         """A non-streamed chat completion: vLLM's JSON body, as bytes, unchanged."""
         pool, tried, last = self.pools[target.backend], set(), None
-        body = self._body(payload)
+        body = _json_body(payload)  # encoded once for both attempts
         for _ in range(2):
             replica = self._pick(target, tried, last)
             replica.in_flight += 1
@@ -219,7 +216,7 @@ class Upstream:
                 async with self._client.post(self._url(replica, CHAT_PATH), data=body,
                                              headers=self.request_headers() | _JSON) as response:
                     status, content = response.status, await response.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except REQUEST_ERRORS as exc:
                 last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
@@ -242,7 +239,7 @@ class Upstream:
         generation: that is how a client's disconnect reaches the model.
         """
         pool, tried, last = self.pools[target.backend], set(), None
-        body = self._body(payload)
+        body = _json_body(payload)  # encoded once for both attempts
         for _ in range(2):
             replica = self._pick(target, tried, last)
             try:
@@ -250,7 +247,7 @@ class Upstream:
                     self._url(replica, CHAT_PATH), data=body,
                     headers=self.request_headers() | _JSON,
                 )
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except REQUEST_ERRORS as exc:
                 last = _ejected(pool, replica, exc)
                 if _no_answer_yet(exc):
                     continue
@@ -262,7 +259,7 @@ class Upstream:
                 return UpstreamStream(response, pool, replica)
             try:
                 last = _status_error(response.status, _error_message(await response.read()))
-            except (aiohttp.ClientError, TimeoutError):
+            except REQUEST_ERRORS:
                 last = _status_error(response.status, None)
             finally:
                 response.close()
@@ -308,6 +305,10 @@ class Upstream:
             },
             "base_canary_weight": self.canary_weight if CANARY in self.pools else None,
         }
+
+
+def _json_body(payload: dict) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _no_answer_yet(exc: aiohttp.ClientError | TimeoutError) -> bool:
