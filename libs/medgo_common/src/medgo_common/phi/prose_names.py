@@ -332,13 +332,12 @@ def _cued_name(model: _Model, text: str, pos: int, given_start: int) -> Span | N
     if not _cued_given_char(model, first):
         return None
     second = text[given_start + 1 : given_start + 2]
-    end = given_start + 2 if _cued_given_char(model, second) else given_start + 1
-    if end == given_start + 2 and not (
-        _word_starts(model, text, end) and not _word_at(model, text, given_start, end + 1)
-    ):
-        end = given_start + 1  # 万峰|淑前: try the one-character given name
-    if _word_starts(model, text, end) and not _word_at(model, text, given_start, end + 1):
-        return Span(PhiType.NAME, pos, end)
+    # Two given characters if the second can be one, else (万峰|淑前) or then, one.
+    ends = (given_start + 2, given_start + 1) if _cued_given_char(model, second) else (
+        given_start + 1,)
+    for end in ends:
+        if _word_starts(model, text, end) and not _word_at(model, text, given_start, end + 1):
+            return Span(PhiType.NAME, pos, end)
     return None
 
 
