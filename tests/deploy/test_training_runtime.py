@@ -142,6 +142,20 @@ def _settings_from(config: dict[str, str]):
         return TrainerSettings()
 
 
+def _eval_job(objects: list[dict]) -> dict:
+    """The training loop's evaluation Job as the trainer builds it with these objects'
+    settings (a 72B DPO candidate)."""
+    from medgo_trainer.training.executors import k8s
+    from medgo_trainer.training.executors.k8s_loop import build_eval_job
+
+    settings = _settings_from(_one(objects, "ConfigMap", "trainer-config")["data"])
+    return build_eval_job(
+        "medgo-72b-dpo-1a2b3c4d-eval", k8s.cluster_spec(settings),
+        inference_image=settings.k8s_inference_image, serving={}, command=["true"],
+        model_dir=settings.model_dir, data_dir=settings.data_dir, serve_timeout_s=1800,
+        timeout_s=14400)
+
+
 def _jobs(objects: list[dict], job_api: str) -> list[dict]:
     """What `medgo-train submit --executor k8s` builds with these objects' settings."""
     from medgo_trainer.training.executors import k8s
@@ -272,16 +286,8 @@ def test_no_other_pod_gets_a_capability(request, variant: str) -> None:
     """IPC_LOCK only where RDMA needs it: no serving pod, CronJob or the loop's
     evaluation Job adds any capability; the runtime's node container adds IPC_LOCK only
     with InfiniBand."""
-    from medgo_trainer.training.executors import k8s
-    from medgo_trainer.training.executors.k8s_loop import build_eval_job
-
     objects = request.getfixturevalue(variant)
-    settings = _settings_from(_one(objects, "ConfigMap", "trainer-config")["data"])
-    evaluation = build_eval_job(
-        "medgo-72b-dpo-1a2b3c4d-eval", k8s.cluster_spec(settings),
-        inference_image=settings.k8s_inference_image, serving={}, command=["true"],
-        model_dir=settings.model_dir, data_dir=settings.data_dir, serve_timeout_s=1800,
-        timeout_s=14400)
+    evaluation = _eval_job(objects)
     added = {}
     for obj in [*objects, evaluation]:
         spec = obj.get("spec", {})
@@ -337,15 +343,7 @@ def test_prod_shares_one_registry_on_postgresql(rendered: dict[str, list[dict]])
 def test_the_queue_admits_the_loops_evaluation_job(prod: list[dict]) -> None:
     """The evaluation Job queues in the same LocalQueue: its vLLM sidecar and evaluator
     together (Kueue adds a sidecar's requests to the pod's) fit the quota."""
-    from medgo_trainer.training.executors import k8s
-    from medgo_trainer.training.executors.k8s_loop import build_eval_job
-
-    settings = _settings_from(_one(prod, "ConfigMap", "trainer-config")["data"])
-    job = build_eval_job(
-        "medgo-72b-dpo-1a2b3c4d-eval", k8s.cluster_spec(settings),
-        inference_image=settings.k8s_inference_image, serving={}, command=["true"],
-        model_dir=settings.model_dir, data_dir=settings.data_dir, serve_timeout_s=1800,
-        timeout_s=14400)
+    job = _eval_job(prod)
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == _one(
         prod, "LocalQueue")["metadata"]["name"]
     pod = job["spec"]["template"]["spec"]

@@ -235,6 +235,13 @@ class FeedbackProcess:
         headers = {"Authorization": f"Bearer {READER_TOKEN}"}
         return httpx.get(self.url + path, headers=headers, timeout=10)
 
+    def interaction(self, interaction_id: str, timeout_s: float = 30) -> dict:
+        """The stored record of `interaction_id`, once the gateway's spool delivered it."""
+        path = f"/v1/interactions/{interaction_id}"
+        wait_until(lambda: self.get(path).status_code == 200, timeout_s,
+                   "the record to reach the feedback service")
+        return self.get(path).json()
+
 
 @pytest.fixture
 def feedback(tmp_path: Path) -> Iterator[FeedbackProcess]:

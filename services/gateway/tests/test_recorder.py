@@ -38,7 +38,7 @@ def _stream_text(body: str) -> str:
 
 
 def test_streamed_chat_is_recorded_redacted_and_rated(
-    make_settings, serve, vllm_server, feedback, keys, wait
+    make_settings, serve, vllm_server, feedback, keys
 ):
     feedback.start()
     settings = make_settings(inference_url=vllm_server, feedback_url=feedback.url)
@@ -51,12 +51,7 @@ def test_streamed_chat_is_recorded_redacted_and_rated(
         )
         assert r.status_code == 200
         interaction_id = r.headers["x-medgo-interaction-id"]
-        wait(
-            lambda: feedback.get(f"/v1/interactions/{interaction_id}").status_code == 200,
-            30,
-            "the record to reach the feedback service",
-        )
-        record = feedback.get(f"/v1/interactions/{interaction_id}").json()
+        record = feedback.interaction(interaction_id)
         stored = json.dumps(record, ensure_ascii=False)
         for secret in ("张三", "13812345678", "110101199003074258"):
             assert secret not in stored
@@ -100,7 +95,7 @@ def test_streamed_chat_is_recorded_redacted_and_rated(
 
 
 def test_record_of_a_redacted_prompt_is_the_prompt_the_model_saw(
-    make_settings, serve, vllm_server, feedback, keys, wait
+    make_settings, serve, vllm_server, feedback, keys
 ):
     """With prompt redaction on, the record keeps the redacted prompt sent to the model
     (not redacted a second time) and redacts the answer."""
@@ -112,12 +107,7 @@ def test_record_of_a_redacted_prompt_is_the_prompt_the_model_saw(
                        json=_chat(PHI_PROMPT, max_tokens=6), headers=keys.auth("clinician"))
         assert r.status_code == 200
         interaction_id = r.headers["x-medgo-interaction-id"]
-        wait(
-            lambda: feedback.get(f"/v1/interactions/{interaction_id}").status_code == 200,
-            30,
-            "the record to reach the feedback service",
-        )
-        record = feedback.get(f"/v1/interactions/{interaction_id}").json()
+        record = feedback.interaction(interaction_id)
         assert record["messages"] == [{"role": "user", "content": redact(PHI_PROMPT).text}]
         answer = r.json()["choices"][0]["message"]["content"]
         assert record["response"] == redact(answer).text
