@@ -82,6 +82,17 @@ def _rating(interaction_id: str) -> RatingIn:
                     verdict="acceptable", idempotency_key=uuid.uuid4().hex)
 
 
+def _queued_rating(gateway, keys, verdict: str) -> dict:
+    """A clinician rates a new interaction through `gateway` while feedback is down
+    (202 queued); returns the interaction's record, which feedback has not seen."""
+    record = _record() | {"user_id": keys.clinician_id}
+    rating = {"interaction_id": record["id"], "verdict": verdict}
+    r = httpx.post(gateway.url + "/v1/feedback", json=rating, headers=keys.auth("clinician"),
+                   timeout=30)
+    assert (r.status_code, r.json()["status"]) == (202, "queued")
+    return record
+
+
 def _recorder(client: httpx.AsyncClient, url: str, spool: Spool, **kw) -> Recorder:
     return Recorder(client=client, feedback_url=url, token=TOKEN, spool=spool,
                     metrics=GatewayMetrics(CollectorRegistry()),
@@ -202,11 +213,7 @@ def test_a_terminated_gateway_hands_its_spool_to_feedback(feedback, gateway_proc
     """A rollout deletes the pod: SIGTERM, and the spool is delivered before the exit."""
     gateway = gateway_process(feedback_url=feedback.url, replay_interval_s="600")
     gateway.start()
-    record = _record() | {"user_id": keys.clinician_id}
-    rating = {"interaction_id": record["id"], "verdict": "unacceptable"}
-    r = httpx.post(gateway.url + "/v1/feedback", json=rating, headers=keys.auth("clinician"),
-                   timeout=30)
-    assert (r.status_code, r.json()["status"]) == (202, "queued")  # feedback is down
+    record = _queued_rating(gateway, keys, "unacceptable")
     feedback.start()
     r = httpx.post(feedback.url + "/v1/interactions", json=record, timeout=10,
                    headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"})
@@ -228,11 +235,7 @@ def test_a_killed_gateways_spool_is_delivered_by_the_next_process(feedback, gate
     StatefulSet's next pod on the same claim - delivers the rating it acknowledged."""
     gateway = gateway_process(feedback_url=feedback.url)
     gateway.start()
-    record = _record() | {"user_id": keys.clinician_id}
-    rating = {"interaction_id": record["id"], "verdict": "acceptable"}
-    r = httpx.post(gateway.url + "/v1/feedback", json=rating, headers=keys.auth("clinician"),
-                   timeout=30)
-    assert (r.status_code, r.json()["status"]) == (202, "queued")  # feedback is down
+    record = _queued_rating(gateway, keys, "acceptable")
     gateway.kill()  # nothing runs on the way out
     assert [kind for kind, _ in _rows(gateway_spool(gateway))] == ["rating"]
 
