@@ -45,6 +45,34 @@ def test_defaults_keep_docs_and_metrics_on_the_api_port(make_settings, serve) ->
         assert httpx.get(url + "/metrics").status_code == 200
 
 
+def test_every_answer_gets_a_request_id_and_is_counted(make_settings, serve, keys) -> None:
+    with serve(make_settings(inference_url="http://127.0.0.1:9")) as url:
+        r = httpx.get(url + "/v1/models", headers={"x-request-id": "ward-7-abc"})
+        assert r.status_code == 401
+        assert r.headers["x-request-id"] == "ward-7-abc"
+        assert r.headers["content-security-policy"] == "frame-ancestors 'none'"
+        minted = httpx.get(url + "/healthz", headers={"x-request-id": "bad\tid"})
+        assert minted.headers["x-request-id"].isalnum()  # not printable: a new one
+        assert len(minted.headers["x-request-id"]) == 32
+        assert httpx.get(url + "/healthz").headers["x-request-id"] != minted.headers[
+            "x-request-id"]
+        chat = {"model": "medgo", "messages": [{"role": "user", "content": "你好"}]}
+        assert httpx.post(url + "/v1/chat/completions", json=chat,
+                          headers=keys.auth("api_client")).status_code == 503
+        assert httpx.post(url + "/v1/nowhere").status_code == 404
+        scrape = httpx.get(url + "/metrics").text
+    counted = {line.split(" ")[0] for line in scrape.splitlines()
+               if line.startswith("medgo_gateway_requests_total{")}
+    assert counted == {
+        'medgo_gateway_requests_total{checkpoint="none",route="/v1/models",status="401"}',
+        'medgo_gateway_requests_total{checkpoint="none",route="/v1/chat/completions",'
+        'status="503"}',
+        'medgo_gateway_requests_total{checkpoint="none",route="other",status="404"}',
+    }  # probes and scrapes are not counted
+    assert 'medgo_gateway_request_seconds_count{checkpoint="none",route="/v1/models"} 1.0' \
+        in scrape
+
+
 def test_tls_settings_come_in_pairs(make_settings, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="TLS_CERTFILE and MEDGO_GATEWAY_TLS_KEYFILE"):
         make_settings(tls_certfile=tmp_path / "tls.crt")

@@ -6,7 +6,8 @@
 - `/metrics` serves the app's own Prometheus registry (one per app, so tests that
   build several apps do not share counters).
 - `RequestIdMiddleware` is pure ASGI: it touches headers only, so streamed responses
-  stay streamed and no body (hence no PHI) passes through it.
+  stay streamed and no body (hence no PHI) passes through it. (The gateway does the
+  same in its one edge middleware, with `request_id()`.)
 """
 
 from __future__ import annotations
@@ -75,6 +76,17 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         log.propagate = False
 
 
+def request_id(scope) -> str:
+    """The request's `x-request-id` (printable, ≤ 128 characters), else a new one."""
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            candidate = value.decode("latin-1")[:128]
+            if candidate.isprintable():
+                return candidate
+            break
+    return uuid.uuid4().hex
+
+
 class RequestIdMiddleware:
     """Propagates `x-request-id` (or mints one) into logs and the response headers."""
 
@@ -85,14 +97,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = None
-        for key, value in scope.get("headers", ()):
-            if key == b"x-request-id":
-                candidate = value.decode("latin-1")[:128]
-                if candidate.isprintable():
-                    rid = candidate
-                break
-        rid = rid or uuid.uuid4().hex
+        rid = request_id(scope)
         token = request_id_var.set(rid)
 
         async def send_with_id(message) -> None:

@@ -1,11 +1,11 @@
 """`create_app(settings)`: the gateway's one app factory.
 
-It wires middleware (request id → metrics → body limit), the routers, the chat page
-and the error envelope; the lifespan opens the pooled HTTP clients (aiohttp to the
-inference replicas, see `upstream.py`; httpx to feedback) and the durable spool,
-configures tracing (`app.state.tracing`, None when off), starts the spool's delivery
-task, and on shutdown lets in-progress records reach the spool before closing it, then
-flushes the batched spans.
+It wires middleware (the edge: request id, security headers, metrics → body limit),
+the routers, the chat page and the error envelope; the lifespan opens the pooled HTTP
+clients (aiohttp to the inference replicas, see `upstream.py`; httpx to feedback) and
+the durable spool, configures tracing (`app.state.tracing`, None when off), starts the
+spool's delivery task, and on shutdown lets in-progress records reach the spool before
+closing it, then flushes the batched spans.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ import httpx
 from fastapi import FastAPI
 from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
-from medgo_common.observability import RequestIdMiddleware, health_router
+from medgo_common.observability import health_router
 from medgo_common.phi.guarded import awarm_up
 from medgo_common.tracing import configure_tracing, tracer_for
 from prometheus_client import CollectorRegistry
 
 from medgo_gateway.deid import Deidentifier
-from medgo_gateway.edge import DenyFraming, StrictTransportSecurity, metrics_server
-from medgo_gateway.metrics import GatewayMetrics, RequestMetrics
+from medgo_gateway.edge import Edge, metrics_server
+from medgo_gateway.metrics import GatewayMetrics
 from medgo_gateway.policy.admission import Admission
 from medgo_gateway.policy.auth import KeyStore
 from medgo_gateway.policy.ratelimit import Quotas
@@ -174,11 +174,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     mount_ui(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        on_reject=metrics.reject)
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(DenyFraming)
-    if settings.tls_certfile is not None:
-        app.add_middleware(StrictTransportSecurity)
+    app.add_middleware(Edge, metrics=metrics, hsts=settings.tls_certfile is not None)
     return app
 
 

@@ -1,14 +1,12 @@
 """The gateway's Prometheus metrics, on a registry owned by one app instance.
 
-`RequestMetrics` is pure ASGI: it reads the status line and the `x-medgo-checkpoint`
-header of each response and never touches a body, so streams stay streams and no
-text passes through it. Label values are bounded: routes are the matched route
-templates (unmatched paths count as "other"), checkpoints are adapter names.
+Requests are counted by `edge.Edge` from the status line and the `x-medgo-checkpoint`
+header of each response (never a body, so no text reaches a label). Label values are
+bounded: routes are the matched route templates (unmatched paths count as "other"),
+checkpoints are adapter names.
 """
 
 from __future__ import annotations
-
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -117,35 +115,11 @@ class GatewayMetrics:
     def reject(self, reason: str) -> None:
         self.rejections.labels(reason=reason).inc()
 
-
-class RequestMetrics:
-    """Counts every response by route, status and checkpoint, and times it."""
-
-    def __init__(self, app, *, metrics: GatewayMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNTRACKED:
-            await self.app(scope, receive, send)
+    def answered(self, scope, status: str, checkpoint: str, seconds: float) -> None:
+        """Count and time one answer (called by `edge.Edge` once it is sent)."""
+        if scope["path"] in _UNTRACKED:
             return
-        start = time.perf_counter()
-        seen = {"status": "500", "checkpoint": "none"}
-
-        async def observe(message) -> None:
-            if message["type"] == "http.response.start":
-                seen["status"] = str(message["status"])
-                for key, value in message.get("headers", ()):
-                    if key == b"x-medgo-checkpoint":
-                        seen["checkpoint"] = value.decode("latin-1")
-            await send(message)
-
-        try:
-            await self.app(scope, receive, observe)
-        finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "other"
-            self.metrics.requests.labels(path, seen["status"], seen["checkpoint"]).inc()
-            self.metrics.latency.labels(path, seen["checkpoint"]).observe(
-                time.perf_counter() - start
-            )
+        route = scope.get("route")
+        path = getattr(route, "path", None) or "other"
+        self.requests.labels(path, status, checkpoint).inc()
+        self.latency.labels(path, checkpoint).observe(seconds)
