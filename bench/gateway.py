@@ -26,6 +26,10 @@ checkout's sources, so a change is measured against the old code in the same run
     source scripts/env.sh
     MEDGO_INFERENCE_PORT=8001 .venv/bin/medgo-inference &      # vLLM on medgo-tiny
     .venv/bin/python bench/gateway.py --vllm-url http://127.0.0.1:8001 --profile
+
+`--proxy-cpus 1` with vLLM started under `taskset -c 0` gives every proxy a core of its
+own, as in production (the throughput ratio then measures the proxy, not its contention
+with vLLM for 2 cores); vLLM and this client share core 0 on every path alike.
 """
 
 from __future__ import annotations
@@ -291,6 +295,24 @@ async def run_load(path: Endpoint, *, concurrency: int, requests: int, max_token
     return sample
 
 
+def pin(paths: list[Endpoint], cpus: set[int]) -> None:
+    """Every proxy's threads (its whole process tree) on `cpus`, this client elsewhere.
+
+    In production the gateway and vLLM do not share cores (vLLM runs on its GPU node);
+    on this 2-core box a proxy otherwise takes its CPU from vLLM's, and its throughput
+    ratio measures that contention rather than the proxy. Pin vLLM off `cpus` yourself
+    (`taskset -c 0 .venv/bin/medgo-inference`).
+    """
+    for path in paths:
+        if path.pid is None:
+            continue
+        root = psutil.Process(path.pid)
+        for proc in (root, *root.children(recursive=True)):
+            for thread in proc.threads():
+                os.sched_setaffinity(thread.id, cpus)
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - cpus)
+
+
 def _p(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -414,6 +436,9 @@ def main() -> None:
     parser.add_argument("--before-src", type=Path,
                         help="also a gateway run from this checkout's sources, e.g. "
                         "`git archive <commit> libs/medgo_common/src services/gateway/src`")
+    parser.add_argument("--proxy-cpus", type=int, nargs="+", metavar="CPU",
+                        help="run every proxy on these CPUs and the client on the others "
+                        "(start vLLM pinned off them too, e.g. `taskset -c 0`)")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     parser.add_argument("--profile-raw", type=Path,
                         help="keep py-spy's raw stacks here (`--profile`)")
@@ -443,6 +468,10 @@ def main() -> None:
             paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work)))
         print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
               f"({os.cpu_count()} CPUs)")
+        if args.proxy_cpus:
+            pin(paths, set(args.proxy_cpus))
+            print(f"proxies pinned to CPUs {sorted(args.proxy_cpus)}, this client to "
+                  f"{sorted(os.sched_getaffinity(0))}")
         for mode in args.modes:
             compare(args, paths, stream=mode == "stream")
         if args.profile:
