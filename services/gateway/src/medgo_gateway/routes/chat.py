@@ -39,9 +39,11 @@ _ERRORS = {
 class ChatRoute(APIRoute):
     """Resolves what `create_chat_completion` declares, by hand and in its order.
 
-    The same answers as FastAPI's resolver, one difference aside: the caller is
+    The same answers as FastAPI's resolver, with two differences: the caller is
     authenticated before the body is read, so an unauthenticated request gets 401
-    whatever it sent (FastAPI parses the JSON first, and answered 400 to bad JSON).
+    whatever it sent (FastAPI parses the JSON first, and answered 400 to bad JSON); and
+    a body not sent as JSON is 400 `invalid_content_type`, which says so (FastAPI
+    validated its bytes as the model: "Input should be a valid dictionary").
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
