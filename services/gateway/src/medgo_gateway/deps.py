@@ -112,8 +112,7 @@ def require_role(*roles: Role):
     return check
 
 
-async def authorize(request: Request, roles: tuple[Role, ...]) -> ApiKey:
+async def authorize(state: GatewayState, request: Request, roles: tuple[Role, ...]) -> ApiKey:
     """What a route depending on `require_role(*roles)` gets, resolved directly: for the
     chat route, which resolves its own arguments (`routes/chat.py`)."""
-    state = await get_state(request)
     return check_role(state, await get_caller(state, await _bearer(request)), roles)

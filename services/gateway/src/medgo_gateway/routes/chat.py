@@ -2,9 +2,9 @@
 
 The route resolves its own arguments (`ChatRoute`): it is the gateway's hot path, and
 FastAPI's generic resolver — the dependency tree, header parameters, the content type
-read through `email.message` — cost ~0.45 ms CPU per request, a sixth of the gateway's
-whole cost per chat (bench/gateway.py; docs/benchmarks.md). The endpoint's signature
-still declares the contract, so OpenAPI and /docs are unchanged.
+read through `email.message` — cost ~0.45 ms CPU per request, about a seventh of the
+gateway's whole cost per chat (bench/gateway.py; docs/benchmarks.md). The endpoint's
+signature still declares the contract, so OpenAPI and /docs are unchanged.
 """
 
 from __future__ import annotations
@@ -50,12 +50,11 @@ class ChatRoute(APIRoute):
         endpoint = self.endpoint
 
         async def handle(request: Request) -> Response:
-            caller = await authorize(request, ROLES)  # 401 / 403
+            state = await get_state(request)
+            caller = await authorize(state, request, ROLES)  # 401 / 403
             body = await _body(request)  # 400
-            return await endpoint(
-                body=body, caller=caller, state=await get_state(request),
-                x_medgo_conversation_id=_conversation(request),
-            )
+            return await endpoint(body=body, caller=caller, state=state,
+                                  x_medgo_conversation_id=_conversation(request))
 
         return handle
 
@@ -86,6 +85,7 @@ def _conversation(request: Request) -> str | None:
     return value
 
 
+# The chat route only: `ChatRoute` resolves that one endpoint's arguments.
 router = APIRouter(prefix="/v1", tags=["chat"], route_class=ChatRoute)
 
 
