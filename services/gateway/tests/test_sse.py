@@ -53,6 +53,27 @@ def test_usage_event_held_back_when_the_client_did_not_ask(cut):
     assert assembler.text == "".join(PIECES)
 
 
+@pytest.mark.parametrize("forward_usage", [True, False])
+def test_event_by_event_as_vllm_writes_them(forward_usage):
+    """One read per event, the usual case: after the first token, reads are kept whole
+    and parsed only at the end; the answer is the same."""
+    assembler = StreamAssembler(forward_usage=forward_usage)
+    out = [assembler.feed(e) for e in [*CONTENT, USAGE, DONE]]
+    assert out == [*CONTENT, USAGE if forward_usage else b"", DONE]
+    assert assembler.done
+    assert assembler.text == "".join(PIECES)
+    assert assembler.finish_reason == "length"
+    assert (assembler.prompt_tokens, assembler.completion_tokens) == (12, 4)
+
+
+def test_not_done_without_the_done_event():
+    assembler = StreamAssembler(forward_usage=True)
+    for e in CONTENT:
+        assembler.feed(e)
+    assert not assembler.done
+    assert assembler.text == "".join(PIECES)  # what came so far
+
+
 def test_first_token_is_seen_on_the_event_that_carries_it():
     assembler = StreamAssembler(forward_usage=True)
     assembler.feed(CONTENT[0])

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 from medgo_common.errors import MedgoError, error_body
 from medgo_common.schemas.feedback import InteractionRecord
 from medgo_common.schemas.openai import ChatCompletionRequest, ChatMessage
@@ -36,7 +37,7 @@ from medgo_gateway.policy.auth import ApiKey
 from medgo_gateway.policy.limits import check_chat_request
 from medgo_gateway.sse import DONE, StreamAssembler, event
 from medgo_gateway.state import GatewayState
-from medgo_gateway.upstream import Target, UpstreamStreamError
+from medgo_gateway.upstream import STREAM_ERRORS, Target
 
 logger = logging.getLogger("medgo.gateway.chat")
 
@@ -147,7 +148,7 @@ class ChatHandler:
                                       trace_id, redacted)
         async with s.admission.slot():
             raw = await s.upstream.complete(target, payload)
-        answer = json.loads(raw)
+        answer = orjson.loads(raw)
         usage = answer.get("usage") or {}
         choice = (answer.get("choices") or [{}])[0]
         self._finish(
@@ -230,7 +231,7 @@ class ChatHandler:
 
         async def relay() -> AsyncIterator[bytes]:
             try:
-                async for data in response.aiter_raw():
+                async for data in response.chunks():
                     seen_before = assembler.first_token_seen
                     out = assembler.feed(data)
                     if assembler.first_token_seen and not seen_before:
@@ -239,10 +240,11 @@ class ChatHandler:
                         )
                     if out:
                         yield out
-            except UpstreamStreamError as exc:
+            except STREAM_ERRORS as exc:
                 # The 200 is already sent: report in-band, then end the stream properly.
-                status = 504 if exc.timeout else 502
-                message = "the inference backend timed out" if exc.timeout else "inference failed"
+                timeout = response.failed(exc)
+                status = 504 if timeout else 502
+                message = "the inference backend timed out" if timeout else "inference failed"
                 yield event(error_body(status, message, code="upstream_error"))
                 yield DONE
                 return

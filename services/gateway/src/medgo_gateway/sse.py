@@ -8,14 +8,19 @@ usage-only event is held back, so the client sees exactly the stream it requeste
 
 Reading costs CPU per chunk, so only what must be known at once is parsed at once:
 events up to the first token (the time-to-first-token metric) and events that carry
-`"usage"` (the only ones that may be held back). The others are kept as bytes and
-parsed together, in one `json.loads`, when the answer is complete.
+`"usage"` (the only ones that may be held back). After the first token, a read that
+ends on an event boundary and has no `"usage"` in it — nearly every read — is kept as
+it came, with no split and no parse; everything kept is parsed together, in one
+`orjson.loads`, when the answer is complete (bench/gateway.py, streamed; orjson takes
+~1 µs less per event than the standard library's json on vLLM's chunks).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+
+import orjson
 
 DONE = b"data: [DONE]\n\n"
 _SEP = b"\n\n"
@@ -40,12 +45,16 @@ class StreamAssembler:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    done: bool = False
     first_token_seen: bool = False
+    _done: bool = False
     _buffer: bytes = b""
-    _pending: list[bytes] = field(default_factory=list)  # event data not parsed yet
+    _pending: list[bytes] = field(default_factory=list)  # whole events, not parsed yet
 
     def feed(self, data: bytes) -> bytes:
+        if (self.first_token_seen and not self._buffer and data.endswith(_SEP)
+                and _USAGE_KEY not in data):
+            self._pending.append(data)  # the usual read: forwarded as is, parsed later
+            return data
         buffer = self._buffer + data if self._buffer else data
         end = buffer.rfind(_SEP)
         if end < 0:
@@ -61,38 +70,42 @@ class StreamAssembler:
     def _read(self, raw: bytes) -> bool:
         """Take note of one event (without its blank line); False if it must not be
         forwarded."""
-        line = raw.strip()
-        if not line.startswith(b"data:"):
-            return True
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            self.done = True
-            self._settle()
-            return True
-        if self.first_token_seen and _USAGE_KEY not in data:
-            self._pending.append(data)
+        if self.first_token_seen and _USAGE_KEY not in raw:
+            self._pending.append(raw + _SEP)
             return True
         self._settle()  # in order: what came before this event counts first
+        data = _data(raw)
+        if data is None:
+            return True
+        if data == b"[DONE]":
+            self._done = True
+            return True
         try:
-            chunk = json.loads(data)
+            chunk = orjson.loads(data)
         except ValueError:
             return True
         return self._note(chunk)
 
     def _settle(self) -> None:
-        """Parse the events kept as bytes, all in one `json.loads`."""
+        """Parse the events kept as bytes, all in one `orjson.loads`."""
         if not self._pending:
             return
-        pending, self._pending = self._pending, []
+        events, self._pending = b"".join(self._pending).split(_SEP), []
+        pending = [data for data in map(_data, events) if data is not None]
+        if pending and pending[-1] == b"[DONE]":  # it ends the stream: always last
+            self._done = True
+            pending.pop()
+        if not pending:
+            return
         try:
-            chunks = json.loads(b"[" + b",".join(pending) + b"]")
+            chunks = orjson.loads(b"[" + b",".join(pending) + b"]")
         except ValueError:
             chunks = None
         if chunks is None or len(chunks) != len(pending):  # a bad event: one at a time
             chunks = []
             for data in pending:
                 try:
-                    chunks.append(json.loads(data))
+                    chunks.append(orjson.loads(data))
                 except ValueError:
                     continue
         for chunk in chunks:
@@ -117,6 +130,18 @@ class StreamAssembler:
         return bool(choices) or self.forward_usage or not isinstance(usage, dict)
 
     @property
+    def done(self) -> bool:
+        """`[DONE]` came: the answer is complete."""
+        self._settle()
+        return self._done
+
+    @property
     def text(self) -> str:
         self._settle()
         return "".join(self.content)
+
+
+def _data(raw: bytes) -> bytes | None:
+    """The payload of one `data:` event; None for comments and blank lines."""
+    line = raw.strip()
+    return line[5:].strip() if line.startswith(b"data:") else None

@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from medgo_common.errors import ErrorResponse, MedgoError
 from medgo_common.schemas.openai import ChatCompletionRequest
 from pydantic import ValidationError
+from starlette.routing import request_response
 
 from medgo_gateway.completions import ChatHandler, JsonResult, StreamResult
 from medgo_gateway.deps import StateDep, authorize, get_state, require_role
@@ -45,6 +46,13 @@ class ChatRoute(APIRoute):
     a body not sent as JSON is 400 `invalid_content_type`, which says so (FastAPI
     validated its bytes as the model: "Input should be a valid dictionary").
     """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        # Starlette's request/response adapter instead of FastAPI's copy of it: nothing
+        # here is a dependency with `yield`, so FastAPI's two exit stacks per request
+        # would hold nothing.
+        self.app = request_response(self.get_route_handler())
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
