@@ -45,3 +45,35 @@ def test_declared_and_streamed_oversize_bodies_get_one_413() -> None:
         assert "exceeds 1000 bytes" in response.json()["error"]["message"]
     assert rejected == ["body_too_large", "body_too_large"]
     assert seen == []  # the app never finished reading either body
+
+
+
+def test_a_declared_length_bounds_what_the_app_reads_on_a_real_server() -> None:
+    """A body within its declared Content-Length is not counted (no wrapper): uvicorn
+    hands the app exactly the declared bytes, whatever the client sends after them
+    (those are read as a next request, and refused)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    client, seen = _client([])
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=0,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+                         + b"z" * 5000)
+            while sock.recv(4096):  # until the server closes the connection
+                pass
+        assert seen == [10]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

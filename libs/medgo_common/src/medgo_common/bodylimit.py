@@ -1,7 +1,8 @@
 """The request-body limit every service mounts: pure ASGI, counted while streaming.
 
 A declared `Content-Length` over the limit (or one that is not a number) is refused
-before a byte is read; a chunked body is counted as it arrives and refused once it
+before a byte is read, and one within it passes untouched (the server reads no more
+body than declared); a chunked body is counted as it arrives and refused once it
 crosses the limit. The body is never buffered here, so a normal request costs nothing
 and a streamed upload is not held in memory twice. One answer everywhere: 413 with
 code `body_too_large` in the OpenAI error envelope.
@@ -41,9 +42,14 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         for key, value in scope.get("headers", ()):
-            if key == b"content-length" and (not value.isdigit()
-                                             or int(value) > self.max_bytes):
-                await self._refuse(scope, receive, send)
+            if key == b"content-length":
+                if not value.isdigit() or int(value) > self.max_bytes:
+                    await self._refuse(scope, receive, send)
+                    return
+                # The server reads exactly Content-Length bytes of body (what follows is
+                # the next request), so this body fits: nothing to count, nothing to
+                # wrap — no layer of ours on every chunk of a streamed answer.
+                await self.app(scope, receive, send)
                 return
         received = 0
         too_large = False
