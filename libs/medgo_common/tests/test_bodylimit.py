@@ -47,7 +47,6 @@ def test_declared_and_streamed_oversize_bodies_get_one_413() -> None:
     assert seen == []  # the app never finished reading either body
 
 
-
 def test_a_declared_length_bounds_what_the_app_reads_on_a_real_server() -> None:
     """A body within its declared Content-Length is not counted (no wrapper): uvicorn
     hands the app exactly the declared bytes, whatever the client sends after them
