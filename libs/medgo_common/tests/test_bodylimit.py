@@ -65,6 +65,7 @@ def test_a_declared_length_bounds_what_the_app_reads_on_a_real_server() -> None:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert server.started, "uvicorn did not start within 10 s"
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:

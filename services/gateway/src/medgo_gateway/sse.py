@@ -92,9 +92,9 @@ class StreamAssembler:
             return
         events, self._pending = b"".join(self._pending).split(_SEP), []
         pending = [data for data in map(_data, events) if data is not None]
-        if pending and pending[-1] == b"[DONE]":  # it ends the stream: always last
+        if b"[DONE]" in pending:
             self._done = True
-            pending.pop()
+            pending = [data for data in pending if data != b"[DONE]"]
         if not pending:
             return
         try:
