@@ -17,8 +17,13 @@ all with `ignore_eos` so every answer has the same length: a warm-up, then round
 that visit the paths in turn so all see the same machine load. Figures: p50/p99
 latency and what each proxy adds to direct's, throughput relative to direct, and
 each proxy's CPU time (its process tree, user + system) per request and per
-streamed chunk — CPU, unlike latency on a shared 2-core box, does not depend on what
-else runs. `--profile` samples the gateway with py-spy at the highest concurrency.
+streamed chunk — CPU, which depends less than latency on what else runs on a shared
+2-core box (a round still moves ±15 %) — with its ratio to the aiohttp pass-through
+over all rounds and within each round (median and range: how far one round can be
+trusted). Before the
+load, each proxy's CPU with no requests (`--idle-s`): at concurrency 1 a request
+waits ~0.3 s for vLLM on this CPU, and background work is part of its figure.
+`--profile` samples the gateway with py-spy at the highest concurrency.
 `--phi-off` adds the gateway with prompt redaction off and with no PHI detector at all
 (issue 18: detector on vs off); `--before-src DIR` adds a gateway run from another
 checkout's sources, so a change is measured against the old code in the same run.
@@ -47,7 +52,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,11 +329,12 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
     print(f"\n**{kind}** — per level {args.rounds} rounds of every path in turn\n")
     print("| c | path | requests | p50 / p99 ms | added p50 / p99 ms | throughput vs direct "
           "| CPU ms/request | CPU µs/chunk | CPU × passthrough (httpx / aiohttp) "
-          "| tokens/answer |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| × aiohttp per round: median (min–max) | tokens/answer |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for conc in args.concurrency:
         n = max(args.stream_requests if stream else args.requests, 2 * conc)
         total = {p.name: Sample() for p in paths}
+        rounds: dict[str, list[Sample]] = {p.name: [] for p in paths}
         for p in paths:  # warm-up: connections, caches
             asyncio.run(run_load(p, concurrency=conc, requests=conc, max_tokens=max_tokens,
                                  stream=stream))
@@ -336,6 +342,7 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
             for p in paths:
                 got = asyncio.run(run_load(p, concurrency=conc, requests=n,
                                            max_tokens=max_tokens, stream=stream))
+                rounds[p.name].append(got)
                 t = total[p.name]
                 t.latencies += got.latencies
                 t.wall += got.wall
@@ -348,6 +355,7 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
         # The goals are ratios to the pass-through's CPU (per chunk: streams); shown
         # against both clients' pass-throughs.
         floors = [total[name] for name in ("passthrough", "passthrough-aiohttp")]
+        per = (lambda x: x.cpu / x.chunks) if stream else (lambda x: x.cpu / x.requests)
         for p in paths:
             t = total[p.name]
             p50, p99 = statistics.median(t.latencies), _p(t.latencies, 0.99)
@@ -355,13 +363,40 @@ def compare(args, paths: list[Endpoint], *, stream: bool) -> None:
             cpu_req = "—" if p.pid is None else f"{t.cpu * 1e3 / t.requests:.2f}"
             cpu_chunk = ("—" if p.pid is None or not t.chunks
                          else f"{t.cpu * 1e6 / t.chunks:.0f}")
-            ratio = "—"
+            ratio = paired = "—"
             if p.pid is not None and all(f.cpu > 0 for f in floors):
-                per = (lambda x: x.cpu / x.chunks) if stream else (lambda x: x.cpu / x.requests)
                 ratio = " / ".join(f"{per(t) / per(f):.2f}" for f in floors)
+                paired = _paired(rounds[p.name], rounds["passthrough-aiohttp"], per)
             print(f"| {conc} | {p.name} | {t.requests} | {p50 * 1e3:.1f} / {p99 * 1e3:.1f} "
                   f"| {added} | {d.wall / t.wall:.3f} | {cpu_req} | {cpu_chunk} | {ratio} "
-                  f"| {t.completion_tokens / t.requests:.1f} |")
+                  f"| {paired} | {t.completion_tokens / t.requests:.1f} |")
+
+
+def _paired(mine: list[Sample], floor: list[Sample], per: Callable[[Sample], float]) -> str:
+    """The CPU ratio to the aiohttp pass-through within each round, then across rounds.
+
+    Rounds visit the paths back to back, so what shifts a round as a whole (how vLLM
+    happened to batch, the box's other load) moves both sides of a round's ratio alike;
+    the spread of the per-round ratios shows how far one round can be trusted.
+    """
+    ratios = [per(m) / per(f) for m, f in zip(mine, floor, strict=True) if f.cpu > 0]
+    if not ratios:
+        return "—"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"
+
+
+def idle_cpu(paths: list[Endpoint], seconds: float) -> None:
+    """Each proxy's CPU with no requests (ms per second): its background work.
+
+    At concurrency 1 a request waits a third of a second for vLLM on this CPU, so the
+    background (the gateway's replica probes and spool retries, every server's timers)
+    is a visible share of the CPU per request there; printed so it can be read out.
+    """
+    proxies = [p for p in paths if p.pid is not None]
+    before = {p.name: p.cpu_s() for p in proxies}
+    time.sleep(seconds)
+    print(f"\nidle CPU over {seconds:.0f} s, no requests (ms per second): " + ", ".join(
+        f"{p.name} {(p.cpu_s() - before[p.name]) / seconds * 1e3:.2f}" for p in proxies))
 
 
 def profile(args, gw: Endpoint, work: Path) -> None:
@@ -439,6 +474,8 @@ def main() -> None:
     parser.add_argument("--proxy-cpus", type=int, nargs="+", metavar="CPU",
                         help="run every proxy on these CPUs and the client on the others "
                         "(start vLLM pinned off them too, e.g. `taskset -c 0`)")
+    parser.add_argument("--idle-s", type=float, default=20,
+                        help="seconds to measure each proxy's CPU with no load first (0: skip)")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     parser.add_argument("--profile-raw", type=Path,
                         help="keep py-spy's raw stacks here (`--profile`)")
@@ -472,6 +509,8 @@ def main() -> None:
             pin(paths, set(args.proxy_cpus))
             print(f"proxies pinned to CPUs {sorted(args.proxy_cpus)}, this client to "
                   f"{sorted(os.sched_getaffinity(0))}")
+        if args.idle_s:
+            idle_cpu(paths, args.idle_s)
         for mode in args.modes:
             compare(args, paths, stream=mode == "stream")
         if args.profile:
