@@ -6,7 +6,9 @@ Five paths to the same vLLM and the same served LoRA adapter (a LoRA request cos
 - direct: vLLM itself;
 - gateway: `medgo-gateway` in its own process with every policy on — API key, quotas
   (memory storage, as in local mode), safety, prompt redaction, recording (feedback
-  is down, so every record takes the fsynced spool path);
+  is down, so every record takes the fsynced spool path and stays there; with
+  `--feedback-up` also `gateway-delivering`, whose records go on to the real feedback
+  service, as in production: a POST per batch and an acknowledging spool write);
 - litellm: LiteLLM's proxy, installed by this script into its own virtualenv under
   var/bench/ (kept offline: `LITELLM_LOCAL_MODEL_COST_MAP=True`, a master key);
 - passthrough: bench/passthrough.py, the floor for a Python proxy, with httpx (the
@@ -44,8 +46,10 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -58,11 +62,15 @@ from pathlib import Path
 
 import httpx
 import psutil
+from medgo_feedback.db import upgrade_to_head
+from medgo_feedback.settings import FeedbackSettings
 from medgo_gateway.policy.auth import Role, add_key
+from medgo_testing.services import served_feedback
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER_VENV = ROOT / "var" / "bench" / "litellm-venv"
 SPY_VENV = ROOT / "var" / "bench" / "pyspy-venv"  # --profile without LiteLLM
+FEEDBACK_DB = "feedback.sqlite3"  # --feedback-up, in the work directory
 PY_SPY = "py-spy==0.4.3"
 # LiteLLM's `proxy` extra needs `litellm-proxy-extras` (Prisma migrations, for a
 # database we do not use), which the package index here lacks: its runtime imports
@@ -201,6 +209,27 @@ def gateway(vllm_url: str, adapter: str, work: Path, name: str = "gateway",
 
 
 @contextlib.contextmanager
+def feedback_service(work: Path) -> Iterator[tuple[str, str, int]]:
+    """The real feedback service on SQLite, migrated; yields (URL, gateway token, pid).
+
+    For `--feedback-up`: a gateway pointed at it delivers every record (a POST per
+    batch, then the acknowledgement written to its spool), as in production.
+    """
+    url = f"sqlite:///{work / FEEDBACK_DB}"
+    token = secrets.token_urlsafe(32)
+    upgrade_to_head(FeedbackSettings(database_url=url, service_tokens={"gateway": token}))
+    env = {"MEDGO_FEEDBACK_DATABASE_URL": url, "MEDGO_FEEDBACK_SERVICE_TOKENS": f"gateway={token}"}
+    with served_feedback(env, work / "feedback.log") as (base, process):
+        yield base, token, process.pid
+
+
+def delivered(work: Path) -> int:
+    """Interactions the feedback service has stored (read from its database file)."""
+    with contextlib.closing(sqlite3.connect(work / FEEDBACK_DB)) as db:
+        return db.execute("SELECT count(*) FROM interactions").fetchone()[0]
+
+
+@contextlib.contextmanager
 def passthrough(vllm_url: str, adapter: str, work: Path,
                 client: str = "httpx") -> Iterator[Endpoint]:
     port = _free_port()
@@ -309,13 +338,17 @@ def pin(paths: list[Endpoint], cpus: set[int]) -> None:
     (`taskset -c 0 .venv/bin/medgo-inference`).
     """
     for path in paths:
-        if path.pid is None:
-            continue
-        root = psutil.Process(path.pid)
-        for proc in (root, *root.children(recursive=True)):
-            for thread in proc.threads():
-                os.sched_setaffinity(thread.id, cpus)
+        if path.pid is not None:
+            pin_tree(path.pid, cpus)
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - cpus)
+
+
+def pin_tree(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` and its children on `cpus`."""
+    root = psutil.Process(pid)
+    for proc in (root, *root.children(recursive=True)):
+        for thread in proc.threads():
+            os.sched_setaffinity(thread.id, cpus)
 
 
 def _p(values: list[float], q: float) -> float:
@@ -476,6 +509,10 @@ def main() -> None:
                         "(start vLLM pinned off them too, e.g. `taskset -c 0`)")
     parser.add_argument("--idle-s", type=float, default=20,
                         help="seconds to measure each proxy's CPU with no load first (0: skip)")
+    parser.add_argument(
+        "--feedback-up", action="store_true",
+        help="also the gateway with the real feedback service up (SQLite): every record "
+        "is delivered and acknowledged, as in production; the default keeps feedback down")
     parser.add_argument("--profile", action="store_true", help="py-spy the gateway")
     parser.add_argument("--profile-raw", type=Path,
                         help="keep py-spy's raw stacks here (`--profile`)")
@@ -501,12 +538,20 @@ def main() -> None:
                 stack.enter_context(gateway(args.vllm_url, args.adapter, work, "gateway-phi-off",
                                             redact_records=False, redact_prompts="false")),
             ]
+        feedback_pid = None
+        if args.feedback_up:
+            base, token, feedback_pid = stack.enter_context(feedback_service(work))
+            paths.insert(2, stack.enter_context(gateway(
+                args.vllm_url, args.adapter, work, "gateway-delivering",
+                feedback_url=base, feedback_token=token)))
         if not args.skip_litellm:
             paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work)))
         print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
               f"({os.cpu_count()} CPUs)")
         if args.proxy_cpus:
             pin(paths, set(args.proxy_cpus))
+            if feedback_pid is not None:  # a service like vLLM: off the proxies' CPUs
+                pin_tree(feedback_pid, os.sched_getaffinity(0))
             print(f"proxies pinned to CPUs {sorted(args.proxy_cpus)}, this client to "
                   f"{sorted(os.sched_getaffinity(0))}")
         if args.idle_s:
@@ -515,6 +560,9 @@ def main() -> None:
             compare(args, paths, stream=mode == "stream")
         if args.profile:
             profile(args, gw, work)
+        if args.feedback_up:
+            print(f"\nthe feedback service holds {delivered(work)} interactions "
+                  "(gateway-delivering's records, warm-ups included)")
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
           f"benchmark wall time {time.monotonic() - started:.0f} s")
