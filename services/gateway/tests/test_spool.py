@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
 import uvicorn
@@ -93,7 +94,7 @@ def _queued_rating(gateway, keys, verdict: str) -> dict:
     return record
 
 
-def _recorder(client: httpx.AsyncClient, url: str, spool: Spool, **kw) -> Recorder:
+def _recorder(client: aiohttp.ClientSession, url: str, spool: Spool, **kw) -> Recorder:
     return Recorder(client=client, feedback_url=url, token=TOKEN, spool=spool,
                     metrics=GatewayMetrics(CollectorRegistry()),
                     retry_interval_s=kw.pop("retry_interval_s", 0.05), timeout_s=5, **kw)
@@ -117,7 +118,7 @@ def test_a_rating_waits_for_its_record_in_another_replicas_spool(feedback_app, t
     spool_a.put(INTERACTION, record["id"], record)  # replica A has not delivered it yet
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             b = _recorder(client, feedback_app, spool_b)
             await b.start()
             status, body = await b.rate(_rating(record["id"]))  # feedback: 404 for now
@@ -144,7 +145,7 @@ def test_a_rating_without_a_record_is_set_aside_after_its_window(feedback_app, t
     orphan = str(uuid.uuid4())
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             b = _recorder(client, feedback_app, spool, rating_retry_window_s=0.5)
             await b.start()
             assert (await b.rate(_rating(orphan)))[0] == 202
@@ -165,7 +166,7 @@ def test_stop_drains_the_spool_to_feedback(feedback_app, tmp_path):
     spool.put_many(INTERACTION, [(r["id"], r) for r in records])
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             # Never started: only the shutdown drain can deliver the backlog.
             await _recorder(client, feedback_app, spool).stop()
 
@@ -180,7 +181,7 @@ def test_stop_keeps_the_spool_when_feedback_is_down(tmp_path):
     spool.put(INTERACTION, record["id"], record)
 
     async def scenario() -> None:
-        async with httpx.AsyncClient() as client:
+        async with aiohttp.ClientSession() as client:
             dead = "http://127.0.0.1:9"
             await _recorder(client, dead, spool, drain_timeout_s=5).stop()
 
@@ -188,6 +189,18 @@ def test_stop_keeps_the_spool_when_feedback_is_down(tmp_path):
     assert spool.depth() == 1  # still on disk for the next start on this file
     spool.close()
     assert Spool(tmp_path / "gw.sqlite3").head(10)[0].key == record["id"]
+
+
+def test_an_acknowledgement_leaves_new_items_fsynced(tmp_path):
+    """Acks commit without their own fsync; the items written after them must not."""
+    spool = Spool(tmp_path / "gw.sqlite3")
+    records = [_record() for _ in range(3)]
+    spool.put_many(INTERACTION, [(r["id"], r) for r in records])
+    spool.ack([item.seq for item in spool.head(2)])
+    assert spool._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
+    assert [item.key for item in spool.head(10)] == [records[2]["id"]]
+    spool.close()
+    assert [item.key for item in Spool(tmp_path / "gw.sqlite3").head(10)] == [records[2]["id"]]
 
 
 def test_the_spool_is_bounded_and_measured(tmp_path):

@@ -2,7 +2,7 @@
 
 It wires middleware (the edge: request id, security headers, metrics → body limit),
 the routers, the chat page and the error envelope; the lifespan opens the pooled HTTP
-clients (aiohttp to the inference replicas, see `upstream.py`; httpx to feedback) and
+clients (aiohttp, to the inference replicas, see `upstream.py`, and to feedback) and
 the durable spool, configures tracing (`app.state.tracing`, None when off), starts the
 spool's delivery task, and on shutdown lets in-progress records reach the spool before
 closing it, then flushes the batched spans.
@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import ExitStack, asynccontextmanager
 
 import aiohttp
-import httpx
 from fastapi import FastAPI
 from medgo_common.bodylimit import BodyLimitMiddleware
 from medgo_common.errors import install_error_handlers
@@ -74,11 +73,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(
-            max_connections=settings.max_connections,
-            max_keepalive_connections=settings.max_connections,
-        )
-        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=settings.connect_timeout_s)
         spool = Spool(settings.spool_path, max_bytes=settings.spool_max_bytes)
         await awarm_up()  # the redactor's name model, before the first request needs it
         edge = ExitStack()
@@ -92,11 +86,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         inference = client_session(max_connections=settings.max_connections,
                                    connect_timeout_s=settings.connect_timeout_s,
                                    read_timeout_s=settings.upstream_timeout_s)
-        async with inference, httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        feedback_http = client_session(max_connections=settings.max_connections,
+                                       connect_timeout_s=settings.connect_timeout_s,
+                                       read_timeout_s=settings.feedback_timeout_s)
+        async with inference, feedback_http:
             upstream = build_upstream(settings, inference)
             await upstream.start()
             recorder = Recorder(
-                client=client,
+                client=feedback_http,
                 feedback_url=settings.feedback_url,
                 token=settings.feedback_token.get_secret_value()
                 if settings.feedback_token

@@ -25,12 +25,15 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
+import orjson
 from medgo_common.errors import MedgoError
 from medgo_common.schemas.feedback import InteractionRecord, RatingIn
 
 from medgo_gateway.metrics import GatewayMetrics
+from medgo_gateway.replicas import REQUEST_ERRORS
 from medgo_gateway.spool import Spool, SpoolFullError, SpoolItem
 
 logger = logging.getLogger("medgo.gateway.recorder")
@@ -56,11 +59,23 @@ class FeedbackUnavailableError(Exception):
     """The feedback service could not be reached or failed (5xx); retry later."""
 
 
+@dataclass(frozen=True)
+class _Reply:
+    """The feedback service's answer: its status and its JSON object ({} if none)."""
+
+    status: int
+    body: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
 class Recorder:
     def __init__(
         self,
         *,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         feedback_url: str,
         token: str | None,
         spool: Spool,
@@ -76,7 +91,7 @@ class Recorder:
         self._spool = spool
         self._metrics = metrics
         self._retry_interval_s = retry_interval_s
-        self._timeout_s = timeout_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._rating_retry_window_s = rating_retry_window_s
         self._drain_timeout_s = drain_timeout_s
         self._wake = asyncio.Event()
@@ -211,32 +226,36 @@ class Recorder:
         return 202, {"status": "queued", "interaction_id": str(rating.interaction_id)}
 
     # -- delivery
-    async def _post(self, path: str, body: dict, headers: dict[str, str]) -> httpx.Response:
+    async def _post(self, path: str, body: dict, headers: dict[str, str]) -> _Reply:
+        # aiohttp, as to the inference replicas: a POST through httpx cost this process
+        # 2.2 ms of CPU when made every 0.3 s (c = 1), through aiohttp 0.8 ms.
         try:
-            response = await self._client.post(
-                self._url + path, json=body, headers={**self._headers, **headers},
-                timeout=self._timeout_s,
-            )
-        except httpx.HTTPError as exc:
+            async with self._client.post(
+                self._url + path, data=orjson.dumps(body), timeout=self._timeout,
+                headers={**self._headers, "Content-Type": "application/json", **headers},
+            ) as response:
+                status, raw = response.status, await response.read()
+        except REQUEST_ERRORS as exc:
             raise FeedbackUnavailableError(type(exc).__name__) from exc
-        if response.status_code >= 500 or response.status_code in (401, 403, 408, 429):
+        if status >= 500 or status in (401, 403, 408, 429):
             # Auth errors are configuration problems: keep the items until they are fixed.
-            raise FeedbackUnavailableError(f"status {response.status_code}")
-        return response
+            raise FeedbackUnavailableError(f"status {status}")
+        try:
+            answer = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            answer = {}
+        return _Reply(status, answer if isinstance(answer, dict) else {})
 
     async def _post_rating(self, rating: RatingIn) -> tuple[int, dict]:
         headers = {"Idempotency-Key": rating.idempotency_key} if rating.idempotency_key else {}
-        response = await self._post("/v1/ratings", rating.model_dump(mode="json"), headers)
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.is_success:
+        reply = await self._post("/v1/ratings", rating.model_dump(mode="json"), headers)
+        if reply.ok:
             self._metrics.delivered.labels(kind=RATING).inc()
-            return response.status_code, body
-        error = (body.get("error") or {}) if isinstance(body, dict) else {}
+            return reply.status, reply.body
+        error = reply.body.get("error")
+        error = error if isinstance(error, dict) else {}
         raise MedgoError(
-            response.status_code, error.get("message") or "the feedback service refused it",
+            reply.status, error.get("message") or "the feedback service refused it",
             code=error.get("code"),
         )
 
@@ -268,10 +287,10 @@ class Recorder:
                     if nxt.kind != INTERACTION:
                         break
                     batch.append(nxt)
-                response = await self._post(
+                reply = await self._post(
                     "/v1/interactions", {"records": [i.payload for i in batch]}, {}
                 )
-                refused = None if response.is_success else f"{response.status_code}"
+                refused = None if reply.ok else f"{reply.status}"
                 if refused and len(batch) > 1:
                     # One bad record refuses the batch: retry them one by one.
                     for single in batch:

@@ -1,4 +1,4 @@
-"""A durable FIFO of items bound for the feedback service (SQLite, fsync on commit).
+"""A durable FIFO of items bound for the feedback service (SQLite, an fsync per write).
 
 Every interaction record and every rating that could not be forwarded at once goes
 here first, so nothing accepted is lost if the feedback service is down or the
@@ -142,14 +142,25 @@ class Spool:
         ]
 
     def ack(self, seqs: list[int]) -> None:
-        """Forget delivered items."""
+        """Forget delivered items.
+
+        Committed without its own fsync (`synchronous=NORMAL` for this one statement):
+        an acknowledgement lost with the machine only replays items the feedback API
+        ignores as duplicates, and the next fsynced write (WAL: in order) makes it
+        durable anyway. A delivery then costs one fsync fewer: ack CPU 210-290 µs →
+        100-125 µs, wall 360-580 µs → 125-145 µs, batches of 4 (this disk).
+        """
         if not seqs:
             return
         marks = ",".join("?" * len(seqs))
         with self._lock:
-            freed = self._db.execute(
-                f"DELETE FROM spool WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
-            ).fetchall()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                freed = self._db.execute(
+                    f"DELETE FROM spool WHERE seq IN ({marks}) RETURNING LENGTH(payload)", seqs
+                ).fetchall()
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
             self._bytes -= sum(n for (n,) in freed)
 
     def reject(self, seq: int, reason: str) -> None:

@@ -95,7 +95,8 @@ class UpstreamStream:
 
 def client_session(*, max_connections: int, connect_timeout_s: float,
                    read_timeout_s: float) -> aiohttp.ClientSession:
-    """The one session to the inference replicas (created inside the running loop).
+    """A pooled session to uvicorn-served peers: the inference replicas, or feedback
+    (created inside the running loop; idle connections closed before uvicorn's 5 s).
 
     `read_timeout_s` bounds each wait for bytes (a whole non-streamed answer, or the
     next chunk of a stream), as httpx's read timeout did.
