@@ -544,6 +544,10 @@ def main() -> None:
             paths.insert(2, stack.enter_context(gateway(
                 args.vllm_url, args.adapter, work, "gateway-delivering",
                 feedback_url=base, feedback_token=token)))
+            if args.before_src:
+                paths.insert(3, stack.enter_context(gateway(
+                    args.vllm_url, args.adapter, work, "gateway-delivering-before",
+                    src=args.before_src, feedback_url=base, feedback_token=token)))
         if not args.skip_litellm:
             paths.append(stack.enter_context(litellm(args.vllm_url, args.adapter, work)))
         print(f"load average at start: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
@@ -562,7 +566,7 @@ def main() -> None:
             profile(args, gw, work)
         if args.feedback_up:
             print(f"\nthe feedback service holds {delivered(work)} interactions "
-                  "(gateway-delivering's records, warm-ups included)")
+                  "(the delivering gateways' records, warm-ups included)")
     load = os.getloadavg()
     print(f"\nload average at end: {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
           f"benchmark wall time {time.monotonic() - started:.0f} s")
