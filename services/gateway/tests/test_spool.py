@@ -15,6 +15,7 @@ import signal
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ import aiohttp
 import httpx
 import pytest
 import uvicorn
-from medgo_common.schemas.feedback import RatingIn
+from medgo_common.schemas.feedback import InteractionRecord, RatingIn
 from medgo_feedback.app import create_app as create_feedback_app
 from medgo_feedback.db import upgrade_to_head
 from medgo_feedback.settings import FeedbackSettings
@@ -158,6 +159,35 @@ def test_a_rating_without_a_record_is_set_aside_after_its_window(feedback_app, t
     asyncio.run(scenario())
     [(kind, rejected)] = _rows(spool.path)
     assert kind == "rating" and rejected.startswith("404")
+
+
+def test_each_record_goes_out_at_once_whatever_the_retry_interval(feedback_app, tmp_path):
+    """After a delivery the loop waits for the next record instead of re-reading the
+    spool: a record spooled later must wake it, not wait out the 10-minute interval."""
+    spool = Spool(tmp_path / "gw.sqlite3")
+
+    def delivered(record_id: str) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if _interaction(feedback_app, record_id):
+                return True
+            time.sleep(0.05)
+        return False
+
+    async def scenario() -> list[bool]:
+        async with aiohttp.ClientSession() as client:
+            recorder = _recorder(client, feedback_app, spool, retry_interval_s=600)
+            await recorder.start()
+            arrived = []
+            for _ in range(3):
+                record = InteractionRecord.model_validate(_record())
+                recorder.submit(lambda r=record: r)
+                arrived.append(await asyncio.to_thread(delivered, str(record.id)))
+            await recorder.stop()
+            return arrived
+
+    assert asyncio.run(scenario()) == [True, True, True]
+    assert spool.depth() == 0
 
 
 def test_stop_drains_the_spool_to_feedback(feedback_app, tmp_path):

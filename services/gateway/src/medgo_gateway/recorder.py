@@ -331,15 +331,18 @@ class Recorder:
                 functools.partial(self._spool.head, limit, now=time.time())
             )
             if not items:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._retry_interval_s):
-                        await self._wake.wait()
+                await self._idle()
                 continue
             try:
                 await self._deliver(items)
                 if self._outage:
                     self._outage = False
                     logger.info("feedback service reachable again; replaying the spool")
+                elif len(items) < limit and not self._wake.is_set():
+                    # All that was due went in this batch and nothing was spooled since:
+                    # wait for the next item rather than read an empty spool first (a
+                    # thread hop per delivery, which at low load is per record).
+                    await self._idle()
             except FeedbackUnavailableError as exc:
                 if not self._outage:  # once per outage, not once per retry
                     self._outage = True
@@ -349,6 +352,12 @@ class Recorder:
                 # Never let the delivery task die: the spool keeps the items.
                 logger.error("spool delivery failed", extra={"error_type": type(exc).__name__})
                 await asyncio.sleep(self._retry_interval_s)
+
+    async def _idle(self) -> None:
+        """Until something is spooled, or `retry_interval_s` (deferred ratings fall due)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._retry_interval_s):
+                await self._wake.wait()
 
     def _set_depth(self, depth: int) -> None:
         """Pending items, counted in memory (only this process writes the spool)."""
