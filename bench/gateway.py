@@ -22,9 +22,9 @@ each proxy's CPU time (its process tree, user + system) per request and per
 streamed chunk — CPU, which depends less than latency on what else runs on a shared
 2-core box (a round still moves ±15 %) — with its ratio to the aiohttp pass-through
 over all rounds and within each round (median and range: how far one round can be
-trusted). Before the
-load, each proxy's CPU with no requests (`--idle-s`): at concurrency 1 a request
-waits ~0.3 s for vLLM on this CPU, and background work is part of its figure.
+trusted). Before the load, each proxy's CPU with no requests (`--idle-s`): at
+concurrency 1 a request waits ~0.3 s for vLLM on this CPU, and background work is part
+of its figure.
 `--profile` samples the gateway with py-spy at the highest concurrency.
 `--phi-off` adds the gateway with prompt redaction off and with no PHI detector at all
 (issue 18: detector on vs off); `--before-src DIR` adds a gateway run from another

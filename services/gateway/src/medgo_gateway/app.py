@@ -86,8 +86,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         inference = client_session(max_connections=settings.max_connections,
                                    connect_timeout_s=settings.connect_timeout_s,
                                    read_timeout_s=settings.upstream_timeout_s)
+        # FEEDBACK_TIMEOUT_S bounds the connect and each wait for bytes, as httpx's did.
         feedback_http = client_session(max_connections=settings.max_connections,
-                                       connect_timeout_s=settings.connect_timeout_s,
+                                       connect_timeout_s=settings.feedback_timeout_s,
                                        read_timeout_s=settings.feedback_timeout_s)
         async with inference, feedback_http:
             upstream = build_upstream(settings, inference)
@@ -101,7 +102,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 spool=spool,
                 metrics=metrics,
                 retry_interval_s=settings.replay_interval_s,
-                timeout_s=settings.feedback_timeout_s,
                 rating_retry_window_s=settings.rating_retry_window_s,
                 drain_timeout_s=settings.drain_timeout_s,
             )
