@@ -181,6 +181,41 @@ def test_each_record_goes_out_at_once_whatever_the_retry_interval(feedback_app, 
     assert spool.depth() == 0
 
 
+class _WriteCountingSpool(Spool):
+    """A real spool that also notes the size of each write (one transaction each)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.writes: list[int] = []
+
+    def put_many(self, kind: str, items: list[tuple[str, dict]]) -> int:
+        self.writes.append(len(items))
+        return super().put_many(kind, items)
+
+
+@pytest.mark.parametrize(("pending", "writes"), [(True, [2]), (False, [1, 1])])
+def test_records_share_a_write_only_while_other_answers_are_on_their_way(
+    tmp_path, pending, writes
+):
+    """A second answer 1 ms after the first joins its write while requests are in
+    flight; with none in flight the first is written at once, alone."""
+    spool = _WriteCountingSpool(tmp_path / "gw.sqlite3")
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as client:
+            recorder = _recorder(client, "http://127.0.0.1:9", spool,
+                                 answers_pending=lambda: pending)
+            await recorder.start()
+            for _ in range(2):
+                record = InteractionRecord.model_validate(_record())
+                recorder.submit(lambda r=record: r)
+                await asyncio.sleep(0.001)
+            await recorder.stop()
+
+    asyncio.run(scenario())
+    assert spool.writes == writes and spool.depth() == 2
+
+
 def test_stop_drains_the_spool_to_feedback(feedback_app, tmp_path):
     spool = Spool(tmp_path / "gw.sqlite3")
     records = [_record() for _ in range(3)]

@@ -93,6 +93,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         async with inference, feedback_http:
             upstream = build_upstream(settings, inference)
             await upstream.start()
+            admission = Admission(
+                max_in_flight=settings.max_in_flight,
+                max_queue=settings.max_queue,
+                queue_timeout_s=settings.queue_timeout_s,
+                on_reject=metrics.reject,
+            )
             recorder = Recorder(
                 client=feedback_http,
                 feedback_url=settings.feedback_url,
@@ -104,12 +110,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 retry_interval_s=settings.replay_interval_s,
                 rating_retry_window_s=settings.rating_retry_window_s,
                 drain_timeout_s=settings.drain_timeout_s,
-            )
-            admission = Admission(
-                max_in_flight=settings.max_in_flight,
-                max_queue=settings.max_queue,
-                queue_timeout_s=settings.queue_timeout_s,
-                on_reject=metrics.reject,
+                answers_pending=lambda: admission.in_flight > 0,
             )
             store = _shared_store(settings, metrics)
             quotas = Quotas(
