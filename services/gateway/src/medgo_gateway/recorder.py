@@ -186,6 +186,8 @@ class Recorder:
                 await asyncio.sleep(_GROUP_COMMIT_S)
             self._inbox_ready.clear()
             batch, self._inbox = self._inbox, []
+            if not batch:  # `stop()` nudged us after the last write: nothing to write
+                continue
             self._writing = True
             try:
                 added = await asyncio.to_thread(self._write, batch)
