@@ -135,8 +135,7 @@ class Recorder:
         stops at `drain_timeout_s` or at the first outage; what is left stays in the
         spool file (replayed by the next start on the same file).
         """
-        while self._inbox or self._writing:
-            self._inbox_ready.set()
+        while self._inbox or self._writing:  # `submit` already woke the writer for these
             await asyncio.sleep(0.01)
         for task in (self._writer, self._task):
             if task is not None:
@@ -186,8 +185,6 @@ class Recorder:
                 await asyncio.sleep(_GROUP_COMMIT_S)
             self._inbox_ready.clear()
             batch, self._inbox = self._inbox, []
-            if not batch:  # `stop()` nudged us after the last write: nothing to write
-                continue
             self._writing = True
             try:
                 added = await asyncio.to_thread(self._write, batch)
